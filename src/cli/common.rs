@@ -1,0 +1,128 @@
+//! Options shared by the subcommands that read data and use a device.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use burn::prelude::Device;
+use clap::Args;
+use nasrs::data::{self, Augment, BatchLoader, Dataset, DatasetKind, Normalization, Splits};
+
+/// Where the data comes from and how it is prepared.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Dataset: digits (built in), mnist, fashion-mnist, cifar10.
+    #[arg(long, default_value = "digits")]
+    pub dataset: DatasetKind,
+    /// Directory holding the dataset files (CIFAR-10 binary batches, MNIST IDX files).
+    /// Fashion-MNIST defaults to /usr/share/datasets/fashion-mnist.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Use a seeded random subset of this many training images.
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Cutout side in pixels applied to training images (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub cutout: usize,
+    /// Disable random crop and flip on CIFAR-10.
+    #[arg(long)]
+    pub no_augment: bool,
+}
+
+/// Device and threads.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Compute device: auto, flex (CPU), cuda, cuda:N, wgpu (GPU backends need the cargo
+    /// feature of the same name).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads of the flex backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl DeviceArgs {
+    /// Sizes the thread pool and returns the device.
+    pub fn device(&self) -> anyhow::Result<Device> {
+        if let Some(threads) = self.threads {
+            nasrs::device::set_threads(threads)?;
+        }
+        Ok(nasrs::device::select(&self.device)?)
+    }
+}
+
+/// The loaded splits with the subset applied and the normalisation to use.
+pub struct PreparedData {
+    /// Training split (after `--subset`).
+    pub train: Arc<Dataset>,
+    /// Test split.
+    pub test: Arc<Dataset>,
+    /// Per-channel normalisation.
+    pub normalization: Normalization,
+    /// Augmentation of training batches.
+    pub augment: Augment,
+}
+
+impl DataArgs {
+    /// Loads the dataset and applies `--subset`.
+    pub fn prepare(&self, seed: u64) -> anyhow::Result<PreparedData> {
+        let Splits { train, test } = data::load(self.dataset, self.data_dir.as_deref())
+            .with_context(|| format!("loading {}", self.dataset))?;
+        let train = match self.subset {
+            Some(size) => {
+                let indices = data::subset_indices(&train, Some(size), seed)?;
+                train.subset(&indices)
+            }
+            None => train,
+        };
+        let normalization = Normalization::known(self.dataset)
+            .unwrap_or_else(|| Normalization::from_dataset(&train));
+        let mut augment = if self.dataset == DatasetKind::Cifar10 && !self.no_augment {
+            Augment::cifar()
+        } else {
+            Augment::none()
+        };
+        augment.cutout = self.cutout;
+        tracing::info!(
+            dataset = %self.dataset,
+            train = train.len(),
+            test = test.len(),
+            shape = format!("{}x{}x{}", train.channels, train.height, train.width),
+            "data ready"
+        );
+        Ok(PreparedData {
+            train: Arc::new(train),
+            test: Arc::new(test),
+            normalization,
+            augment,
+        })
+    }
+}
+
+/// An in-order, unaugmented loader over all of `data`.
+pub fn eval_loader(
+    data: &Arc<Dataset>,
+    indices: Vec<usize>,
+    batch: usize,
+    norm: &Normalization,
+) -> anyhow::Result<BatchLoader> {
+    Ok(BatchLoader::new(
+        data.clone(),
+        indices,
+        batch,
+        false,
+        Augment::none(),
+        norm.clone(),
+        0,
+    )?)
+}
+
+/// Mixes a stream number into the run seed, so independent random streams (initialisation,
+/// training order, validation order) all follow from the one seed.
+pub fn stream_seed(seed: u64, stream: u64) -> u64 {
+    // SplitMix64 finaliser: distinct streams get unrelated seeds.
+    let mut z = seed.wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

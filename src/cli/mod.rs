@@ -1,0 +1,58 @@
+//! Command-line parsing and the subcommands.
+
+mod bench;
+mod common;
+mod search;
+mod show;
+mod train;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Neural architecture search: find a cell with DARTS, train it, inspect genotypes.
+#[derive(Parser, Debug)]
+#[command(name = "nas", version, about)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Search for a cell with first-order DARTS and write the genotype.
+    Search(search::SearchArgs),
+    /// Train the network built from a genotype from scratch and report its test accuracy.
+    Train(train::TrainArgs),
+    /// Print a genotype as a cell graph with the parameter count of its network.
+    Show(show::ShowArgs),
+    /// Time one DARTS search step (forward, forward + backward, full bi-level step).
+    Bench(bench::BenchArgs),
+}
+
+/// Logs to stderr at `info` by default.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Search(args) => search::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

@@ -1,0 +1,239 @@
+//! `nas train`: train the network built from a genotype from scratch.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::module::Module;
+use clap::Args;
+use nasrs::data::BatchLoader;
+use nasrs::nn::NetworkConfig;
+use nasrs::report::OutputDir;
+use nasrs::space::{Genotype, published};
+use nasrs::train::{TrainConfig, TrainEpoch, train_genotype};
+use serde_json::json;
+
+use super::common::{DataArgs, DeviceArgs, eval_loader, stream_seed};
+
+/// Options of `nas train`. Defaults fit a 2-core CPU; the paper's CIFAR-10 evaluation is
+/// `--cells 20 --channels 36 --epochs 600 --batch-size 96 --auxiliary --cutout 16`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Genotype file (JSON or DARTS text), or a published genotype: darts-v1, darts-v2.
+    #[arg(long)]
+    genotype: String,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Output directory.
+    #[arg(long, default_value = "runs/train")]
+    output: PathBuf,
+    /// Seed of everything random in the run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Cells.
+    #[arg(long, default_value_t = 8)]
+    cells: usize,
+    /// Initial channels.
+    #[arg(long, default_value_t = 16)]
+    channels: usize,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Initial learning rate (cosine-annealed to --lr-min).
+    #[arg(long, default_value_t = 0.025)]
+    lr: f64,
+    /// Final learning rate.
+    #[arg(long, default_value_t = 0.0)]
+    lr_min: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Weight decay.
+    #[arg(long, default_value_t = 3e-4)]
+    weight_decay: f64,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 5.0)]
+    grad_clip: f64,
+    /// Largest drop-path probability, ramped linearly from 0 over the epochs.
+    #[arg(long, default_value_t = 0.0)]
+    drop_path: f64,
+    /// Add the auxiliary head after the second reduction cell.
+    #[arg(long)]
+    auxiliary: bool,
+    /// Weight of the auxiliary loss.
+    #[arg(long, default_value_t = 0.4)]
+    auxiliary_weight: f64,
+}
+
+/// Reads `--genotype`: a published name or a file.
+pub fn load_genotype(spec: &str) -> anyhow::Result<Genotype> {
+    match spec.to_ascii_lowercase().as_str() {
+        "darts-v1" | "darts_v1" => Ok(published::darts_v1()),
+        "darts-v2" | "darts_v2" | "darts" => Ok(published::darts_v2()),
+        _ => Genotype::load(std::path::Path::new(spec))
+            .with_context(|| format!("reading genotype {spec}")),
+    }
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let genotype = load_genotype(&args.genotype)?;
+    let device = args.device.device()?;
+    let out = OutputDir::create(&args.output)?;
+    let prepared = args.data.prepare(stream_seed(args.seed, 1))?;
+    let config = TrainConfig {
+        network: NetworkConfig {
+            in_channels: prepared.train.channels,
+            num_classes: prepared.train.num_classes,
+            channels: args.channels,
+            cells: args.cells,
+            auxiliary: args.auxiliary,
+            stem_multiplier: 3,
+        },
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        lr_min: args.lr_min,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        grad_clip: args.grad_clip,
+        drop_path: args.drop_path,
+        auxiliary_weight: args.auxiliary_weight,
+        seed: args.seed,
+    };
+    config.check()?;
+
+    let norm = prepared.normalization.clone();
+    let mut train = BatchLoader::new(
+        prepared.train.clone(),
+        (0..prepared.train.len()).collect(),
+        args.batch_size,
+        true,
+        prepared.augment,
+        norm.clone(),
+        stream_seed(args.seed, 3),
+    )?;
+    let mut test = eval_loader(
+        &prepared.test,
+        (0..prepared.test.len()).collect(),
+        256,
+        &norm,
+    )?;
+
+    out.write_json(
+        "config.json",
+        &json!({
+            "command": "train",
+            "nasrs_version": env!("CARGO_PKG_VERSION"),
+            "genotype_source": args.genotype,
+            "dataset": args.data.dataset.to_string(),
+            "data_dir": args.data.data_dir,
+            "subset": args.data.subset,
+            "augment": format!("{:?}", prepared.augment),
+            "normalization": { "mean": norm.mean, "std": norm.std },
+            "device": format!("{device:?}"),
+            "threads": rayon::current_num_threads(),
+            "seed": args.seed,
+            "train": config,
+        }),
+    )?;
+    out.write_text("genotype.json", &(genotype.to_json_string() + "\n"))?;
+    out.write_text("genotype.txt", &(genotype.to_darts_text() + "\n"))?;
+    out.remove("epochs.jsonl")?;
+
+    let outcome = train_genotype(&config, &genotype, &mut train, &mut test, &device, |r| {
+        out.append_jsonl("epochs.jsonl", r)
+    })?;
+    let weights = out.path("model.bpk");
+    outcome
+        .network
+        .clone()
+        .valid()
+        .save_file(&weights)
+        .map_err(|e| anyhow::anyhow!("{}: cannot save weights: {e:?}", weights.display()))?;
+
+    let last = outcome.epochs.last().context("training ran no epoch")?;
+    let summary = summary(
+        &args,
+        &config,
+        &genotype,
+        &outcome.epochs,
+        outcome.parameters,
+        outcome.auxiliary_parameters,
+    );
+    out.write_text("summary.md", &summary)?;
+    nasrs::report::html::write_train_report(
+        &out,
+        &config,
+        &genotype,
+        &outcome.epochs,
+        outcome.parameters,
+    )?;
+    println!(
+        "test accuracy {:.2}% after {} epochs ({} parameters without the auxiliary head)",
+        100.0 * last.test_accuracy,
+        last.epoch,
+        outcome.parameters
+    );
+    println!("results in {}", out.root().display());
+    Ok(())
+}
+
+fn summary(
+    args: &TrainArgs,
+    config: &TrainConfig,
+    genotype: &Genotype,
+    epochs: &[TrainEpoch],
+    parameters: usize,
+    auxiliary_parameters: usize,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Training a genotype from scratch\n");
+    let _ = writeln!(
+        s,
+        "dataset {}, seed {}, {} cells, {} channels, {} epochs, batch {}, drop path {}, auxiliary {}, cutout {}\n",
+        args.data.dataset,
+        config.seed,
+        config.network.cells,
+        config.network.channels,
+        config.epochs,
+        config.batch_size,
+        config.drop_path,
+        config.network.auxiliary,
+        args.data.cutout
+    );
+    let _ = writeln!(
+        s,
+        "parameters: {parameters} (auxiliary head: {auxiliary_parameters} more, training only)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| epoch | lr | drop path | train loss | train acc | test loss | test acc | s |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for r in epochs {
+        let _ = writeln!(
+            s,
+            "| {} | {:.5} | {:.3} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} |",
+            r.epoch,
+            r.lr,
+            r.drop_prob,
+            r.train_loss,
+            r.train_accuracy,
+            r.test_loss,
+            r.test_accuracy,
+            r.seconds
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Genotype\n\n```\n{}\n```\n\n```\n{}```",
+        genotype.to_darts_text(),
+        genotype.render()
+    );
+    s
+}

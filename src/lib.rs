@@ -1,0 +1,24 @@
+//! nasrs: neural architecture search.
+//!
+//! The parts of NAS, one module each:
+//! - [`space`]: search spaces without tensors: the DARTS operations, genotypes in JSON and the
+//!   DARTS text form, derivation of a discrete cell from architecture weights;
+//! - [`nn`]: operations and networks as burn modules: the search network with mixed edges and
+//!   the network built from a genotype;
+//! - [`search`]: search strategies (DARTS);
+//! - [`train`]: training and evaluating a network built from a genotype;
+//! - [`data`]: dataset readers, normalisation, augmentation and batching;
+//! - [`bench`]: timing a search step;
+//! - [`report`]: the output directory of a run.
+
+pub mod bench;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod nn;
+pub mod report;
+pub mod search;
+pub mod space;
+pub mod train;
+
+pub use error::{NasError, Result};

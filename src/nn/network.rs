@@ -1,0 +1,304 @@
+//! The network built from a discrete genotype, trained from scratch after a search
+//! (Liu et al. 2019, section 3.3 and appendix A.2): the same skeleton as the search network with
+//! one operation per kept edge, affine BN, drop path and an optional auxiliary head.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::activation::relu;
+use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d};
+use burn::tensor::ops::AvgPoolOptions;
+use serde::{Deserialize, Serialize};
+
+use super::batch_norm::BatchNorm2d;
+use super::conv::{Conv2d, ConvSpec};
+use super::init::ParamInit;
+use super::layout::{CellLayout, cell_layouts};
+use super::linear::Linear;
+use super::ops::{OpSettings, Operation, Preprocess};
+use crate::error::{NasError, Result};
+use crate::space::{CellGenotype, Genotype};
+
+/// Shape of a network built from a genotype.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// Image channels.
+    pub in_channels: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Initial channels `C`.
+    pub channels: usize,
+    /// Number of cells.
+    pub cells: usize,
+    /// Whether to build the auxiliary classifier after the second reduction cell.
+    pub auxiliary: bool,
+    /// The stem outputs `stem_multiplier * C` channels.
+    pub stem_multiplier: usize,
+}
+
+impl NetworkConfig {
+    /// Rejects shapes no network can have.
+    pub fn check(&self) -> Result<()> {
+        for (field, value) in [
+            ("in_channels", self.in_channels),
+            ("num_classes", self.num_classes),
+            ("channels", self.channels),
+            ("cells", self.cells),
+            ("stem_multiplier", self.stem_multiplier),
+        ] {
+            if value == 0 {
+                return Err(NasError::config(field, "must be at least 1, found 0"));
+            }
+        }
+        if !self.channels.is_multiple_of(2) {
+            return Err(NasError::config(
+                "channels",
+                format!(
+                    "must be even (factorized reduce halves it), found {}",
+                    self.channels
+                ),
+            ));
+        }
+        if self.auxiliary && self.cells < 3 {
+            return Err(NasError::config(
+                "auxiliary",
+                format!(
+                    "needs at least 3 cells to sit after the second reduction, found {}",
+                    self.cells
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The channel plan of every cell for `genotype`.
+    pub fn layouts(&self, genotype: &Genotype) -> Vec<CellLayout> {
+        let normal = genotype.normal.concat.len();
+        let reduce = genotype.reduce.concat.len();
+        cell_layouts(self.cells, self.channels, self.stem_multiplier, |r| {
+            if r { reduce } else { normal }
+        })
+    }
+
+    /// Index of the cell after which the auxiliary head reads (the second reduction cell).
+    pub fn auxiliary_position(&self) -> usize {
+        2 * self.cells / 3
+    }
+}
+
+/// A discrete cell: one operation per kept edge.
+#[derive(Module, Debug)]
+pub struct Cell {
+    preprocess0: Preprocess,
+    preprocess1: Preprocess,
+    ops: Vec<Operation>,
+    inputs: Vec<usize>,
+    concat: Vec<usize>,
+    reduction: bool,
+}
+
+impl Cell {
+    fn new(layout: &CellLayout, genes: &CellGenotype, init: &mut ParamInit) -> Self {
+        let settings = OpSettings {
+            affine: true,
+            bn_after_pool: false,
+        };
+        let c = layout.c;
+        let preprocess0 = Preprocess::new(layout.c_prev_prev, c, layout.reduction_prev, true, init);
+        let preprocess1 = Preprocess::new(layout.c_prev, c, false, true, init);
+        let mut ops = Vec::with_capacity(genes.edges.len());
+        let mut inputs = Vec::with_capacity(genes.edges.len());
+        for edge in &genes.edges {
+            let stride = if layout.reduction && edge.input < 2 {
+                2
+            } else {
+                1
+            };
+            ops.push(Operation::new(edge.op, c, stride, settings, init));
+            inputs.push(edge.input);
+        }
+        Self {
+            preprocess0,
+            preprocess1,
+            ops,
+            inputs,
+            concat: genes.concat.clone(),
+            reduction: layout.reduction,
+        }
+    }
+
+    fn forward(&self, s0: Tensor<4>, s1: Tensor<4>, drop_prob: f64) -> Tensor<4> {
+        let mut states = vec![self.preprocess0.forward(s0), self.preprocess1.forward(s1)];
+        let mut rectified: Vec<Option<Tensor<4>>> = vec![None, None];
+        let training = states[0].device().is_autodiff();
+        for node_ops in self.ops.chunks(2).zip(self.inputs.chunks(2)) {
+            let (ops, inputs) = node_ops;
+            let mut sum: Option<Tensor<4>> = None;
+            for (op, &input) in ops.iter().zip(inputs) {
+                let r = if op.needs_rectified() {
+                    let cached =
+                        rectified[input].get_or_insert_with(|| relu(states[input].clone()));
+                    Some(cached.clone())
+                } else {
+                    None
+                };
+                let mut h = op.forward(states[input].clone(), r);
+                if training && drop_prob > 0.0 && !op.is_identity() {
+                    h = drop_path(h, drop_prob);
+                }
+                sum = Some(match sum {
+                    Some(s) => s + h,
+                    None => h,
+                });
+            }
+            states.push(sum.expect("a node has two edges"));
+            rectified.push(None);
+        }
+        let outputs = self.concat.iter().map(|&i| states[i].clone()).collect();
+        Tensor::cat(outputs, 1)
+    }
+}
+
+/// Zeroes each sample's output with probability `drop_prob` and scales survivors by
+/// `1 / keep`, so the expectation is unchanged (Larsson et al. 2017, FractalNet).
+fn drop_path(x: Tensor<4>, drop_prob: f64) -> Tensor<4> {
+    let keep = 1.0 - drop_prob;
+    let [n, _, _, _] = x.dims();
+    let mask = Tensor::<4>::random([n, 1, 1, 1], Distribution::Bernoulli(keep), &x.device());
+    x.div_scalar(keep) * mask
+}
+
+/// The auxiliary classifier of Szegedy et al. (2015), as used by DARTS on CIFAR: it reads the
+/// output of the second reduction cell (8x8 for 32x32 images) and adds a weighted loss term.
+#[derive(Module, Debug)]
+pub struct AuxiliaryHead {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    classifier: Linear,
+}
+
+impl AuxiliaryHead {
+    fn new(c_in: usize, num_classes: usize, init: &mut ParamInit) -> Self {
+        Self {
+            conv1: Conv2d::new(c_in, 128, ConvSpec::new(1, 1, 0), false, init),
+            bn1: BatchNorm2d::new(128, true, init),
+            conv2: Conv2d::new(128, 768, ConvSpec::new(2, 1, 0), false, init),
+            bn2: BatchNorm2d::new(768, true, init),
+            classifier: Linear::new(768, num_classes, init),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = relu(x);
+        let [_, _, h, w] = x.dims();
+        // On the 8x8 map of CIFAR this is the reference 5x5 stride-3 pooling to 2x2; other
+        // resolutions are pooled adaptively to the same 2x2 so the head works on any input.
+        let x = if h == 8 && w == 8 {
+            let options = AvgPoolOptions::new([5, 5])
+                .with_stride([3, 3])
+                .with_count_include_pad(false);
+            avg_pool2d(x, options)
+        } else {
+            adaptive_avg_pool2d(x, [2, 2])
+        };
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = relu(self.bn2.forward(self.conv2.forward(x)));
+        let [n, c, _, _] = x.dims();
+        self.classifier.forward(x.reshape([n, c]))
+    }
+}
+
+/// Output of [`Network::forward`].
+pub struct NetworkOutput {
+    /// Logits `[batch, classes]`.
+    pub logits: Tensor<2>,
+    /// Auxiliary logits, present while training a network that has the head.
+    pub auxiliary: Option<Tensor<2>>,
+}
+
+/// A network built from a genotype.
+#[derive(Module, Debug)]
+pub struct Network {
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm2d,
+    cells: Vec<Cell>,
+    auxiliary: Option<AuxiliaryHead>,
+    auxiliary_position: usize,
+    classifier: Linear,
+}
+
+impl Network {
+    /// Builds the network for `genotype` with weights drawn from `init`.
+    pub fn new(config: &NetworkConfig, genotype: &Genotype, init: &mut ParamInit) -> Result<Self> {
+        config.check()?;
+        genotype.normal.validate("normal")?;
+        genotype.reduce.validate("reduce")?;
+        let stem_channels = config.stem_multiplier * config.channels;
+        let stem_conv = Conv2d::new(
+            config.in_channels,
+            stem_channels,
+            ConvSpec::new(3, 1, 1),
+            false,
+            init,
+        );
+        let stem_bn = BatchNorm2d::new(stem_channels, true, init);
+        let layouts = config.layouts(genotype);
+        let mut cells = Vec::with_capacity(config.cells);
+        let mut auxiliary = None;
+        for (index, layout) in layouts.iter().enumerate() {
+            let genes = if layout.reduction {
+                &genotype.reduce
+            } else {
+                &genotype.normal
+            };
+            cells.push(Cell::new(layout, genes, init));
+            if config.auxiliary && index == config.auxiliary_position() {
+                auxiliary = Some(AuxiliaryHead::new(layout.c_out, config.num_classes, init));
+            }
+        }
+        let c_last = layouts.last().map(|l| l.c_out).unwrap_or(stem_channels);
+        let classifier = Linear::new(c_last, config.num_classes, init);
+        Ok(Self {
+            stem_conv,
+            stem_bn,
+            cells,
+            auxiliary,
+            auxiliary_position: config.auxiliary_position(),
+            classifier,
+        })
+    }
+
+    /// Logits for images `[batch, channels, height, width]`; `drop_prob` is the current drop-path
+    /// rate. Drop path and the auxiliary head are active only on an autodiff device.
+    pub fn forward(&self, x: Tensor<4>, drop_prob: f64) -> NetworkOutput {
+        let training = x.device().is_autodiff();
+        let stem = self.stem_bn.forward(self.stem_conv.forward(x));
+        let mut s0 = stem.clone();
+        let mut s1 = stem;
+        let mut auxiliary = None;
+        for (index, cell) in self.cells.iter().enumerate() {
+            let out = cell.forward(s0, s1.clone(), drop_prob);
+            s0 = s1;
+            s1 = out;
+            if training && index == self.auxiliary_position {
+                auxiliary = self.auxiliary.as_ref().map(|head| head.forward(s1.clone()));
+            }
+        }
+        let [n, c, _, _] = s1.dims();
+        let pooled = adaptive_avg_pool2d(s1, [1, 1]).reshape([n, c]);
+        NetworkOutput {
+            logits: self.classifier.forward(pooled),
+            auxiliary,
+        }
+    }
+
+    /// Parameters of the auxiliary head (0 without one); it is used in training only, so
+    /// papers report the count without it.
+    pub fn auxiliary_params(&self) -> usize {
+        self.auxiliary
+            .as_ref()
+            .map(super::count_parameters)
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,263 @@
+//! The DARTS search network: a stack of cells whose every edge is a [`MixedOp`], with one table
+//! of architecture weights shared by all normal cells and one by all reduction cells.
+
+use burn::module::{ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, softmax};
+use burn::tensor::module::adaptive_avg_pool2d;
+use serde::{Deserialize, Serialize};
+
+use super::batch_norm::BatchNorm2d;
+use super::conv::{Conv2d, ConvSpec};
+use super::init::ParamInit;
+use super::layout::{CellLayout, cell_layouts, edge_count};
+use super::linear::Linear;
+use super::mixed::MixedOp;
+use super::ops::{OpSettings, Preprocess};
+use crate::error::{NasError, Result};
+use crate::space::DartsOp;
+
+/// Shape of a search network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchNetworkConfig {
+    /// Image channels (3 for CIFAR, 1 for MNIST and digits).
+    pub in_channels: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Initial channels `C`.
+    pub channels: usize,
+    /// Number of cells.
+    pub cells: usize,
+    /// Intermediate nodes per cell.
+    pub nodes: usize,
+    /// The stem outputs `stem_multiplier * C` channels.
+    pub stem_multiplier: usize,
+}
+
+impl SearchNetworkConfig {
+    /// Rejects shapes no network can have.
+    pub fn check(&self) -> Result<()> {
+        let positive = [
+            ("in_channels", self.in_channels),
+            ("num_classes", self.num_classes),
+            ("channels", self.channels),
+            ("cells", self.cells),
+            ("nodes", self.nodes),
+            ("stem_multiplier", self.stem_multiplier),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(NasError::config(field, "must be at least 1, found 0"));
+            }
+        }
+        if !self.channels.is_multiple_of(2) {
+            return Err(NasError::config(
+                "channels",
+                format!(
+                    "must be even (factorized reduce splits channels in two), found {}",
+                    self.channels
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The channel plan of every cell.
+    pub fn layouts(&self) -> Vec<CellLayout> {
+        cell_layouts(self.cells, self.channels, self.stem_multiplier, |_| {
+            self.nodes
+        })
+    }
+}
+
+/// A cell of the search network: two preprocessing layers and `edge_count(nodes)` mixed edges.
+#[derive(Module, Debug)]
+pub struct SearchCell {
+    preprocess0: Preprocess,
+    preprocess1: Preprocess,
+    edges: Vec<MixedOp>,
+    nodes: usize,
+    reduction: bool,
+}
+
+impl SearchCell {
+    fn new(layout: &CellLayout, nodes: usize, init: &mut ParamInit) -> Self {
+        let settings = OpSettings {
+            affine: false,
+            bn_after_pool: true,
+        };
+        let c = layout.c;
+        let preprocess0 =
+            Preprocess::new(layout.c_prev_prev, c, layout.reduction_prev, false, init);
+        let preprocess1 = Preprocess::new(layout.c_prev, c, false, false, init);
+        let mut edges = Vec::with_capacity(edge_count(nodes));
+        for node in 0..nodes {
+            for input in 0..node + 2 {
+                // Only edges from the two cell inputs change the resolution.
+                let stride = if layout.reduction && input < 2 { 2 } else { 1 };
+                edges.push(MixedOp::new(c, stride, settings, init));
+            }
+        }
+        Self {
+            preprocess0,
+            preprocess1,
+            edges,
+            nodes,
+            reduction: layout.reduction,
+        }
+    }
+
+    /// `s0`, `s1`: outputs of the two previous cells; `weights`: `softmax(alpha)`, `[edges, 8]`.
+    /// Returns the concatenated intermediate nodes, `[batch, nodes * C, h, w]`.
+    fn forward(&self, s0: Tensor<4>, s1: Tensor<4>, weights: &Tensor<2>) -> Tensor<4> {
+        let mut states = vec![self.preprocess0.forward(s0), self.preprocess1.forward(s1)];
+        let mut rectified: Vec<Tensor<4>> = states.iter().map(|s| relu(s.clone())).collect();
+        let ops = DartsOp::ALL.len();
+        let mut offset = 0;
+        for node in 0..self.nodes {
+            let mut sum: Option<Tensor<4>> = None;
+            for (input, edge) in self.edges[offset..offset + node + 2].iter().enumerate() {
+                let row = weights
+                    .clone()
+                    .slice([offset + input..offset + input + 1, 0..ops]);
+                let y = edge.forward(states[input].clone(), rectified[input].clone(), row);
+                sum = Some(match sum {
+                    Some(s) => s + y,
+                    None => y,
+                });
+            }
+            offset += node + 2;
+            let state = sum.expect("every node has at least two inputs");
+            // The last node feeds no edge, so its rectified form would be wasted work.
+            if node + 1 < self.nodes {
+                rectified.push(relu(state.clone()));
+            }
+            states.push(state);
+        }
+        Tensor::cat(states.split_off(2), 1)
+    }
+}
+
+/// The DARTS search network with its architecture weights.
+#[derive(Module, Debug)]
+pub struct SearchNetwork {
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm2d,
+    cells: Vec<SearchCell>,
+    classifier: Linear,
+    /// Architecture weights of normal cells, `[edges, 8]`, columns in [`DartsOp::ALL`] order.
+    pub alpha_normal: Param<Tensor<2>>,
+    /// Architecture weights of reduction cells, `[edges, 8]`.
+    pub alpha_reduce: Param<Tensor<2>>,
+    nodes: usize,
+}
+
+impl SearchNetwork {
+    /// Builds the network with weights and architecture weights drawn from `init`.
+    /// Architecture weights start at `1e-3 * N(0, 1)`, as in the reference code.
+    pub fn new(config: &SearchNetworkConfig, init: &mut ParamInit) -> Result<Self> {
+        config.check()?;
+        let stem_channels = config.stem_multiplier * config.channels;
+        let stem_conv = Conv2d::new(
+            config.in_channels,
+            stem_channels,
+            ConvSpec::new(3, 1, 1),
+            false,
+            init,
+        );
+        // The stem BN is affine in the reference search network; only the cell operations are not.
+        let stem_bn = BatchNorm2d::new(stem_channels, true, init);
+        let layouts = config.layouts();
+        let cells = layouts
+            .iter()
+            .map(|layout| SearchCell::new(layout, config.nodes, init))
+            .collect();
+        let c_last = layouts.last().map(|l| l.c_out).unwrap_or(stem_channels);
+        let classifier = Linear::new(c_last, config.num_classes, init);
+        let edges = edge_count(config.nodes);
+        let ops = DartsOp::ALL.len();
+        let alpha_normal = init.normal([edges, ops], 1e-3);
+        let alpha_reduce = init.normal([edges, ops], 1e-3);
+        Ok(Self {
+            stem_conv,
+            stem_bn,
+            cells,
+            classifier,
+            alpha_normal,
+            alpha_reduce,
+            nodes: config.nodes,
+        })
+    }
+
+    /// Logits `[batch, classes]` for images `[batch, channels, height, width]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let stem = self.stem_bn.forward(self.stem_conv.forward(x));
+        let w_normal = softmax(self.alpha_normal.val(), 1);
+        let w_reduce = softmax(self.alpha_reduce.val(), 1);
+        let mut s0 = stem.clone();
+        let mut s1 = stem;
+        for cell in &self.cells {
+            let weights = if cell.reduction { &w_reduce } else { &w_normal };
+            let out = cell.forward(s0, s1.clone(), weights);
+            s0 = s1;
+            s1 = out;
+        }
+        let [n, c, _, _] = s1.dims();
+        let pooled = adaptive_avg_pool2d(s1, [1, 1]).reshape([n, c]);
+        self.classifier.forward(pooled)
+    }
+
+    /// Intermediate nodes per cell.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// `softmax(alpha)` of normal and reduction cells, read back to the host, one row per edge.
+    pub fn architecture_weights(&self) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        (
+            softmax_rows(self.alpha_normal.val()),
+            softmax_rows(self.alpha_reduce.val()),
+        )
+    }
+
+    /// The parameter ids of the architecture weights.
+    pub fn architecture_param_ids(&self) -> Vec<ParamId> {
+        vec![self.alpha_normal.id, self.alpha_reduce.id]
+    }
+
+    /// The parameter ids of every network weight (everything but the architecture weights).
+    pub fn weight_param_ids(&self) -> Vec<ParamId> {
+        let arch = self.architecture_param_ids();
+        let mut collector = ParamIds::default();
+        self.visit(&mut collector);
+        collector
+            .ids
+            .into_iter()
+            .filter(|id| !arch.contains(id))
+            .collect()
+    }
+}
+
+fn softmax_rows(alpha: Tensor<2>) -> Vec<Vec<f32>> {
+    let [rows, cols] = alpha.dims();
+    let values: Vec<f32> = softmax(alpha, 1)
+        .into_data()
+        .try_into_vec()
+        .expect("architecture weights are f32");
+    (0..rows)
+        .map(|r| values[r * cols..(r + 1) * cols].to_vec())
+        .collect()
+}
+
+/// Collects the ids of all float parameters of a module.
+#[derive(Default)]
+pub struct ParamIds {
+    /// Ids in visiting order.
+    pub ids: Vec<ParamId>,
+}
+
+impl ModuleVisitor for ParamIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.ids.push(param.id);
+    }
+}

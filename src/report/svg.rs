@@ -1,0 +1,233 @@
+//! Small self-contained SVG charts: line charts of training curves and heat maps of
+//! architecture weights. Hand-written so reports need no plotting dependency.
+
+use std::fmt::Write as _;
+
+const PALETTE: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
+
+/// One named line of a chart.
+pub struct Series<'a> {
+    /// Legend text.
+    pub name: &'a str,
+    /// `(x, y)` points in drawing order.
+    pub points: Vec<(f64, f64)>,
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A line chart with axes, five ticks per axis and a legend.
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let (width, height) = (560.0, 320.0);
+    let (left, right, top, bottom) = (60.0, 150.0, 30.0, 45.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top - bottom;
+    let points = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.1.is_finite());
+    let (mut x_min, mut x_max, mut y_min, mut y_max) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points {
+        x_min = x_min.min(x);
+        x_max = x_max.max(x);
+        y_min = y_min.min(y);
+        y_max = y_max.max(y);
+    }
+    if x_min > x_max {
+        (x_min, x_max, y_min, y_max) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if (x_max - x_min).abs() < 1e-12 {
+        x_max = x_min + 1.0;
+    }
+    if (y_max - y_min).abs() < 1e-12 {
+        y_max = y_min + 1.0;
+    }
+    let sx = |x: f64| left + (x - x_min) / (x_max - x_min) * plot_w;
+    let sy = |y: f64| top + plot_h - (y - y_min) / (y_max - y_min) * plot_h;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="18" text-anchor="middle" font-size="13">{}</text>"#,
+        left + plot_w / 2.0,
+        escape(title)
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##
+    );
+    for i in 0..=4 {
+        let fx = x_min + (x_max - x_min) * i as f64 / 4.0;
+        let fy = y_min + (y_max - y_min) * i as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x}" y1="{y0}" x2="{x}" y2="{y1}" stroke="#ddd"/><text x="{x}" y="{ty}" text-anchor="middle">{fx:.3}</text>"##,
+            x = sx(fx),
+            y0 = top,
+            y1 = top + plot_h,
+            ty = top + plot_h + 14.0,
+            fx = fx
+        );
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#ddd"/><text x="{tx}" y="{ty}" text-anchor="end">{fy:.3}</text>"##,
+            x0 = left,
+            x1 = left + plot_w,
+            y = sy(fy),
+            tx = left - 4.0,
+            ty = sy(fy) + 4.0,
+            fy = fy
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        left + plot_w / 2.0,
+        height - 8.0,
+        escape(x_label)
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="14" y="{}" text-anchor="middle" transform="rotate(-90 14 {})">{}</text>"#,
+        top + plot_h / 2.0,
+        top + plot_h / 2.0,
+        escape(y_label)
+    );
+    for (i, s) in series.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let path: Vec<String> = s
+            .points
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        for point in &path {
+            let (x, y) = point.split_once(',').unwrap_or(("0", "0"));
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>"#
+            );
+        }
+        let ly = top + 12.0 + 16.0 * i as f64;
+        let lx = left + plot_w + 10.0;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            lx + 18.0,
+            lx + 22.0,
+            ly + 4.0,
+            escape(s.name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A heat map of `values` (rows x columns, each in [0, 1]) with labels and the value in each
+/// cell; darker is larger.
+pub fn heatmap(title: &str, rows: &[String], columns: &[&str], values: &[Vec<f32>]) -> String {
+    let cell_w = 62.0;
+    let cell_h = 20.0;
+    let left = 90.0;
+    let top = 110.0;
+    let width = left + cell_w * columns.len() as f64 + 10.0;
+    let height = top + cell_h * rows.len() as f64 + 10.0;
+    let max = values
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f32::MIN_POSITIVE, f32::max);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="8" y="16" font-size="13">{}</text>"#,
+        escape(title)
+    );
+    for (j, name) in columns.iter().enumerate() {
+        let x = left + cell_w * (j as f64 + 0.5);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x}" y="{y}" transform="rotate(-45 {x} {y})">{}</text>"#,
+            escape(name),
+            y = top - 6.0
+        );
+    }
+    for (i, (label, row)) in rows.iter().zip(values).enumerate() {
+        let y = top + cell_h * i as f64;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            y + 14.0,
+            escape(label)
+        );
+        for (j, &v) in row.iter().enumerate() {
+            let t = (v / max).clamp(0.0, 1.0);
+            let shade = (255.0 * (1.0 - 0.85 * t)) as u8;
+            let text = if t > 0.6 { "white" } else { "black" };
+            let x = left + cell_w * j as f64;
+            let _ = writeln!(
+                svg,
+                r##"<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" fill="rgb({shade},{shade},255)" stroke="#fff"/><text x="{tx}" y="{ty}" text-anchor="middle" fill="{text}">{v:.3}</text>"##,
+                tx = x + cell_w / 2.0,
+                ty = y + 14.0
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_chart_places_extremes_on_the_frame() {
+        let svg = line_chart(
+            "t",
+            "x",
+            "y",
+            &[Series {
+                name: "a<b",
+                points: vec![(1.0, 0.0), (3.0, 2.0)],
+            }],
+        );
+        // Plot area is x 60..410, y 30..275: the first point is bottom-left, the last top-right.
+        assert!(svg.contains(r#"points="60.0,275.0 410.0,30.0""#), "{svg}");
+        assert!(svg.contains("a&lt;b"));
+    }
+
+    #[test]
+    fn heatmap_writes_every_value() {
+        let svg = heatmap(
+            "alpha",
+            &["e0".to_string(), "e1".to_string()],
+            &["p", "q"],
+            &[vec![0.25, 0.75], vec![0.5, 0.5]],
+        );
+        assert_eq!(svg.matches("<rect x=").count(), 4);
+        assert!(svg.contains(">0.750<"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Search strategies. DARTS: differentiable search by gradient descent on a continuous
+//! relaxation of the cell space.
+
+pub mod darts;
+pub mod derive_capped;
+
+pub use darts::{DartsConfig, DartsData, DartsOutcome, EpochRecord, search};
+pub use derive_capped::derive_with_skip_cap;

@@ -1,0 +1,233 @@
+//! Training a network built from a genotype from scratch (Liu et al. 2019, section 4.2 and
+//! appendix A.2): SGD with momentum, cosine schedule, drop path ramped linearly from 0, an
+//! optional auxiliary loss, and evaluation on the test split after every epoch.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use super::clip::clip_global_norm;
+use super::tensors::batch_tensors;
+use super::{correct_count, cosine_lr, cross_entropy, evaluate};
+use crate::data::BatchLoader;
+use crate::error::{NasError, Result};
+use crate::nn::{Network, NetworkConfig, ParamInit};
+use crate::space::Genotype;
+
+/// Settings of a training run. Defaults follow the paper's CIFAR-10 evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The network.
+    pub network: NetworkConfig,
+    /// Training epochs.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Initial learning rate, annealed by cosine to `lr_min`.
+    pub lr: f64,
+    /// Final learning rate.
+    pub lr_min: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD weight decay (L2).
+    pub weight_decay: f64,
+    /// Global gradient-norm clipping.
+    pub grad_clip: f64,
+    /// Largest drop-path probability, reached in the last epoch.
+    pub drop_path: f64,
+    /// Weight of the auxiliary loss (used only if the network has the head).
+    pub auxiliary_weight: f64,
+    /// The seed of the run.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Rejects impossible settings with the name of the offending field.
+    pub fn check(&self) -> Result<()> {
+        self.network.check()?;
+        if self.epochs == 0 {
+            return Err(NasError::config("epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(NasError::config("batch_size", "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(NasError::config(
+                "lr",
+                format!("must be positive, found {}", self.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.drop_path) {
+            return Err(NasError::config(
+                "drop_path",
+                format!("must be in [0, 1), found {}", self.drop_path),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(NasError::config(
+                "momentum",
+                format!("must be in [0, 1), found {}", self.momentum),
+            ));
+        }
+        if self.grad_clip.is_nan() || self.grad_clip <= 0.0 {
+            return Err(NasError::config("grad_clip", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Drop-path probability in `epoch` (from 0): linear from 0 to `drop_path`.
+    pub fn drop_prob(&self, epoch: usize) -> f64 {
+        self.drop_path * epoch as f64 / self.epochs as f64
+    }
+}
+
+/// What one training epoch produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainEpoch {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Drop-path probability used.
+    pub drop_prob: f64,
+    /// Mean training loss (main head only).
+    pub train_loss: f64,
+    /// Training accuracy on augmented batches.
+    pub train_accuracy: f64,
+    /// Loss on the test split.
+    pub test_loss: f64,
+    /// Accuracy on the test split.
+    pub test_accuracy: f64,
+    /// Wall time of the epoch, evaluation included.
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_second: f64,
+}
+
+/// The result of a training run.
+pub struct TrainOutcome {
+    /// One record per epoch.
+    pub epochs: Vec<TrainEpoch>,
+    /// The trained network.
+    pub network: Network,
+    /// Parameters without the auxiliary head.
+    pub parameters: usize,
+    /// Parameters of the auxiliary head.
+    pub auxiliary_parameters: usize,
+}
+
+/// Trains the network of `genotype` on `train`, evaluating on `test` after every epoch.
+pub fn train_genotype(
+    config: &TrainConfig,
+    genotype: &Genotype,
+    train: &mut BatchLoader,
+    test: &mut BatchLoader,
+    device: &Device,
+    mut on_epoch: impl FnMut(&TrainEpoch) -> Result<()>,
+) -> Result<TrainOutcome> {
+    config.check()?;
+    let plain = device.clone().without_autodiff();
+    let ad = plain.clone().autodiff();
+    plain.seed(config.seed);
+    let mut model = Network::new(
+        &config.network,
+        genotype,
+        &mut ParamInit::new(config.seed, &ad),
+    )?;
+    let auxiliary_parameters = model.auxiliary_params();
+    let parameters = crate::nn::count_parameters(&model) - auxiliary_parameters;
+    tracing::info!(parameters, auxiliary_parameters, "network built");
+
+    let mut optimizer = SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new()
+                .with_momentum(config.momentum)
+                .with_dampening(0.0),
+        ))
+        .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
+        .init();
+    let mut records = Vec::with_capacity(config.epochs);
+    for epoch in 0..config.epochs {
+        let started = Instant::now();
+        let lr = cosine_lr(config.lr, config.lr_min, epoch, config.epochs);
+        let drop_prob = config.drop_prob(epoch);
+        let bar = ProgressBar::new(train.batches_per_epoch() as u64);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}, eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+
+        let mut loss_sum = 0.0;
+        let mut correct = 0;
+        let mut images = 0;
+        let batches: Vec<_> = train.epoch().collect();
+        for batch in batches {
+            let (x, y) = batch_tensors(&batch, &ad);
+            let output = model.forward(x, drop_prob);
+            let main = cross_entropy(output.logits.clone(), y.clone());
+            let main_value = f64::from(main.clone().into_scalar::<f32>());
+            if !main_value.is_finite() {
+                return Err(NasError::Numerical(format!(
+                    "training loss became {main_value} in epoch {}; lower --lr",
+                    epoch + 1
+                )));
+            }
+            let loss = match output.auxiliary {
+                Some(aux) => {
+                    main + cross_entropy(aux, y.clone()).mul_scalar(config.auxiliary_weight)
+                }
+                None => main,
+            };
+            correct += correct_count(output.logits.detach(), y);
+            loss_sum += main_value * batch.n as f64;
+            images += batch.n;
+
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            clip_global_norm(&model, &mut grads, config.grad_clip);
+            model = optimizer.step(lr, model, grads);
+            bar.set_message(format!("loss {:.3}", loss_sum / images as f64));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let train_seconds = started.elapsed().as_secs_f64();
+
+        let eval_model = model.valid();
+        let result = evaluate(test, &plain, |x| eval_model.forward(x, 0.0).logits);
+        let record = TrainEpoch {
+            epoch: epoch + 1,
+            lr,
+            drop_prob,
+            train_loss: loss_sum / images.max(1) as f64,
+            train_accuracy: correct as f64 / images.max(1) as f64,
+            test_loss: result.loss,
+            test_accuracy: result.accuracy,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_second: images as f64 / train_seconds.max(1e-9),
+        };
+        tracing::info!(
+            epoch = record.epoch,
+            lr = format!("{lr:.5}"),
+            train_loss = format!("{:.4}", record.train_loss),
+            train_acc = format!("{:.4}", record.train_accuracy),
+            test_acc = format!("{:.4}", record.test_accuracy),
+            images_per_s = format!("{:.1}", record.images_per_second),
+            "epoch done"
+        );
+        on_epoch(&record)?;
+        records.push(record);
+    }
+    Ok(TrainOutcome {
+        epochs: records,
+        network: model,
+        parameters,
+        auxiliary_parameters,
+    })
+}
