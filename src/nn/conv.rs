@@ -90,6 +90,22 @@ impl Conv2d {
 
     /// Applies the convolution.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [c_out, _, k, _] = self.weight.dims();
+        let pointwise = k == 1 && self.stride == 1 && self.padding == 0 && self.groups == 1;
+        if pointwise {
+            // A 1x1 convolution is a matrix product over channels. As one batched matmul its
+            // backward pass is two matmuls, several times faster on the CPU backend than the
+            // generic convolution backward (which treats the whole image as a kernel).
+            let [n, c_in, h, w] = x.dims();
+            let weight = self.weight.val().reshape([1, c_out, c_in]);
+            let y = weight
+                .matmul(x.reshape([n, c_in, h * w]))
+                .reshape([n, c_out, h, w]);
+            return match &self.bias {
+                Some(b) => y + b.val().reshape([1, c_out, 1, 1]),
+                None => y,
+            };
+        }
         self.forward_padded(x, [(self.padding, self.padding); 2])
     }
 

@@ -160,7 +160,7 @@ impl Cell {
 
 /// Zeroes each sample's output with probability `drop_prob` and scales survivors by
 /// `1 / keep`, so the expectation is unchanged (Larsson et al. 2017, FractalNet).
-fn drop_path(x: Tensor<4>, drop_prob: f64) -> Tensor<4> {
+pub fn drop_path(x: Tensor<4>, drop_prob: f64) -> Tensor<4> {
     let keep = 1.0 - drop_prob;
     let [n, _, _, _] = x.dims();
     let mask = Tensor::<4>::random([n, 1, 1, 1], Distribution::Bernoulli(keep), &x.device());
@@ -300,5 +300,93 @@ impl Network {
             .as_ref()
             .map(super::count_parameters)
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sample of the output is either all zero or the input divided by keep = 0.5.
+    #[test]
+    fn drop_path_drops_whole_samples_and_rescales_survivors() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let x = Tensor::<4>::ones([64, 2, 3, 3], &device);
+        let y: Vec<f32> = drop_path(x, 0.5)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap();
+        let mut dropped = 0;
+        for sample in y.chunks(18) {
+            if sample.iter().all(|&v| v == 0.0) {
+                dropped += 1;
+            } else {
+                assert!(sample.iter().all(|&v| (v - 2.0).abs() < 1e-6), "{sample:?}");
+            }
+        }
+        // Binomial(64, 0.5): 32 +- 4; outside 12..=52 has probability below 1e-6.
+        assert!((12..=52).contains(&dropped), "{dropped} of 64 dropped");
+    }
+
+    /// A cell of identity edges only is never dropped, and a network in evaluation mode gives
+    /// the same output twice whatever the drop-path rate.
+    #[test]
+    fn drop_path_spares_identity_and_evaluation() {
+        let device = Device::flex().autodiff();
+        let all_skip = Genotype::parse(
+            "Genotype(normal=[('skip_connect', 0), ('skip_connect', 1), ('skip_connect', 0), \
+             ('skip_connect', 1)], normal_concat=[2, 3], reduce=[('max_pool_3x3', 0), \
+             ('skip_connect', 1), ('avg_pool_3x3', 0), ('skip_connect', 2)], \
+             reduce_concat=[2, 3])",
+            "test",
+        )
+        .unwrap();
+        let config = NetworkConfig {
+            in_channels: 1,
+            num_classes: 3,
+            channels: 4,
+            cells: 1,
+            auxiliary: false,
+            stem_multiplier: 3,
+        };
+        // One cell at index 0 is a reduction cell (1/3 of 1 rounds to 0), so use its normal
+        // cell directly.
+        let layout = &config.layouts(&all_skip)[0];
+        let normal_layout = CellLayout {
+            reduction: false,
+            ..*layout
+        };
+        let cell = Cell::new(
+            &normal_layout,
+            &all_skip.normal,
+            &mut ParamInit::new(0, &device),
+        );
+        let s = Tensor::<4>::ones([8, 12, 4, 4], &device);
+        let kept = cell.forward(s.clone(), s.clone(), 0.9);
+        let reference = cell.forward(s.clone(), s, 0.0);
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            kept.into_data().convert::<f32>().try_to_vec().unwrap(),
+            reference.into_data().convert::<f32>().try_to_vec().unwrap(),
+        );
+        assert_eq!(a, b);
+
+        let net = Network::new(&config, &all_skip, &mut ParamInit::new(0, &device)).unwrap();
+        let eval = net.valid();
+        let x = Tensor::<4>::ones([4, 1, 8, 8], &device.without_autodiff());
+        let first: Vec<f32> = eval
+            .forward(x.clone(), 0.9)
+            .logits
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let second: Vec<f32> = eval
+            .forward(x, 0.9)
+            .logits
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(first, second);
     }
 }
