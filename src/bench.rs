@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{NasError, Result};
 use crate::nn::{ParamInit, SearchNetwork, SearchNetworkConfig};
 use crate::search::darts::{DartsConfig, arch_optimizer, weight_optimizer};
 use crate::train::clip::clip_global_norm;
@@ -61,8 +61,32 @@ pub struct BenchResult {
     pub peak_rss_mb: f64,
 }
 
+impl BenchConfig {
+    /// Rejects settings no network can run with.
+    pub fn check(&self) -> Result<()> {
+        for (field, value) in [
+            ("cells", self.cells),
+            ("batch", self.batch),
+            ("size", self.size),
+            ("iters", self.iters),
+        ] {
+            if value == 0 {
+                return Err(NasError::config(field, "must be at least 1, found 0"));
+            }
+        }
+        if self.channels == 0 || !self.channels.is_multiple_of(2) {
+            return Err(NasError::config(
+                "channels",
+                format!("must be even and positive, found {}", self.channels),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Runs the benchmark on `device`.
 pub fn run(config: &BenchConfig, device: &Device) -> Result<BenchResult> {
+    config.check()?;
     let plain = device.clone().without_autodiff();
     let ad = plain.clone().autodiff();
     let network = SearchNetworkConfig {

@@ -9,9 +9,11 @@
 //! - [`train`]: training and evaluating a network built from a genotype;
 //! - [`data`]: dataset readers, normalisation, augmentation and batching;
 //! - [`bench`]: timing a search step;
-//! - [`report`]: the output directory of a run.
+//! - [`report`]: the output directory of a run;
+//! - [`checkpoint`]: per-epoch checkpoints for resuming interrupted runs.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;

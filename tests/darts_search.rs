@@ -127,7 +127,7 @@ fn digits_search(seed: u64, epochs: usize) -> (nasrs::search::DartsOutcome, Vec<
             .unwrap()
             .2
     };
-    let outcome = search(&config, &mut data, &Device::flex(), |_| Ok(())).unwrap();
+    let outcome = search(&config, &mut data, &Device::flex(), None, |_| Ok(())).unwrap();
     (outcome, vec![initial])
 }
 
@@ -180,4 +180,45 @@ fn search_is_reproducible_with_a_seed() {
     assert_eq!(a.records[0].alpha_normal, b.records[0].alpha_normal);
     assert_eq!(a.records[0].valid_loss, b.records[0].valid_loss);
     assert_eq!(a.genotype, b.genotype);
+    let (c, _) = digits_search(8, 1);
+    assert_ne!(a.records[0].alpha_normal, c.records[0].alpha_normal);
+}
+
+/// With one warm-up epoch the architecture weights stay at their initial values through the
+/// first epoch and move in the second.
+#[test]
+fn warmup_freezes_the_architecture() {
+    let splits = data::load(DatasetKind::Digits, None).unwrap();
+    let train = Arc::new(splits.train);
+    let norm = Normalization::from_dataset(&train);
+    let (w, a) = split_indices(train.len(), 0.5, 0);
+    let loader = |indices: Vec<usize>, shuffle: bool| {
+        BatchLoader::new(
+            train.clone(),
+            indices,
+            64,
+            shuffle,
+            Augment::none(),
+            norm.clone(),
+            1,
+        )
+        .unwrap()
+    };
+    let mut data = DartsData {
+        train: loader(w, true),
+        valid: loader(a.clone(), true),
+        valid_eval: loader(a, false),
+    };
+    let mut config = DartsConfig::paper(tiny_network(), 0);
+    config.epochs = 2;
+    config.warmup_epochs = 1;
+    let device = Device::flex().autodiff();
+    let initial = SearchNetwork::new(&config.network, &mut ParamInit::new(0, &device))
+        .unwrap()
+        .architecture_weights()
+        .0;
+    let outcome = search(&config, &mut data, &Device::flex(), None, |_| Ok(())).unwrap();
+    assert!(!outcome.records[0].arch_updated && outcome.records[1].arch_updated);
+    assert_eq!(outcome.records[0].alpha_normal, initial);
+    assert_ne!(outcome.records[1].alpha_normal, initial);
 }

@@ -191,7 +191,7 @@ fn genotype_networks_run_with_any_node_count() {
                 Network::new(&config, &genotype, &mut ParamInit::new(0, &device)).unwrap();
             let x =
                 Tensor::<4>::random([2, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
-            let out = network.forward(x, 0.2);
+            let out = network.forward(x, &nasrs::nn::network::DropPath::new(0.2, 0));
             assert_eq!(out.logits.dims(), [2, 7]);
             assert_eq!(out.auxiliary.map(|a| a.dims()), auxiliary.then_some([2, 7]));
         }
@@ -253,7 +253,7 @@ fn initialisation_is_seeded() {
             &mut ParamInit::new(seed, &device),
         )
         .unwrap();
-        net.forward(x.clone(), 0.0)
+        net.forward(x.clone(), &nasrs::nn::network::DropPath::off())
             .logits
             .into_data()
             .try_to_vec()
@@ -261,4 +261,92 @@ fn initialisation_is_seeded() {
     };
     assert_eq!(logits(3), logits(3));
     assert_ne!(logits(3), logits(4));
+}
+
+/// Positions of the nonzero outputs of `op` (evaluation mode, so BN is an affine map that keeps
+/// zeros) for a single-channel impulse at `(row, col)` of a `size x size` image.
+fn footprint(
+    op: DartsOp,
+    stride: usize,
+    size: usize,
+    row: usize,
+    col: usize,
+) -> Vec<(usize, usize, usize)> {
+    use burn::module::Module;
+    let device = device();
+    let channels = 2;
+    let module =
+        Operation::new(op, channels, stride, EVAL, &mut ParamInit::new(5, &device)).valid();
+    let mut pixels = vec![0.0f32; channels * size * size];
+    pixels[row * size + col] = 1.0;
+    pixels[size * size + row * size + col] = 1.0;
+    let x = Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(pixels, [1, channels, size, size]),
+        &device,
+    );
+    let y = module.forward(x, None);
+    let [_, c, h, w] = y.dims();
+    let values: Vec<f32> = y.into_data().try_to_vec().unwrap();
+    let mut nonzero = Vec::new();
+    for ch in 0..c {
+        for i in 0..h {
+            for j in 0..w {
+                if values[(ch * h + i) * w + j].abs() > 1e-7 {
+                    nonzero.push((ch, i, j));
+                }
+            }
+        }
+    }
+    nonzero
+}
+
+/// A dilated 3x3 convolution (dilation 2) touches only every other pixel within two of the
+/// impulse: a 3x3 grid with spacing 2. A separable 3x3 applied twice spreads over 5x5.
+#[test]
+fn impulse_responses_show_dilation_and_double_application() {
+    let grid: Vec<(usize, usize)> = footprint(DartsOp::DilConv3x3, 1, 9, 4, 4)
+        .into_iter()
+        .filter(|p| p.0 == 0)
+        .map(|p| (p.1, p.2))
+        .collect();
+    let expected: Vec<(usize, usize)> = [2, 4, 6]
+        .iter()
+        .flat_map(|&i| [2, 4, 6].map(|j| (i, j)))
+        .collect();
+    assert_eq!(grid, expected);
+
+    let sep: Vec<_> = footprint(DartsOp::SepConv3x3, 1, 9, 4, 4)
+        .into_iter()
+        .filter(|p| p.0 == 0)
+        .collect();
+    // The ReLU between the two applications zeroes some positions, but the response reaches
+    // two pixels from the impulse (a single 3x3 would reach one) and never further.
+    assert!(
+        sep.iter()
+            .all(|p| (2..=6).contains(&p.1) && (2..=6).contains(&p.2)),
+        "{sep:?}"
+    );
+    assert!(
+        sep.iter()
+            .any(|p| p.1 == 2 || p.1 == 6 || p.2 == 2 || p.2 == 6),
+        "{sep:?}"
+    );
+}
+
+/// Factorized reduce: the first half of the output channels samples even pixels, the second
+/// half the input shifted by one pixel. An impulse at (1, 1) is missed by the first half and
+/// lands at (0, 0) of the second.
+#[test]
+fn factorized_reduce_reads_the_shifted_input_in_its_second_half() {
+    let hits = footprint(DartsOp::SkipConnect, 2, 4, 1, 1);
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().all(|&(ch, i, j)| ch >= 1 && i == 0 && j == 0),
+        "{hits:?}"
+    );
+    let hits = footprint(DartsOp::SkipConnect, 2, 4, 2, 2);
+    assert!(
+        hits.iter().all(|&(ch, i, j)| ch == 0 && i == 1 && j == 1),
+        "{hits:?}"
+    );
 }

@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
+use nasrs::checkpoint::Checkpoint;
 use nasrs::data::{BatchLoader, split_indices};
 use nasrs::nn::SearchNetworkConfig;
 use nasrs::report::OutputDir;
-use nasrs::search::{DartsConfig, DartsData, EpochRecord, search};
+use nasrs::search::{DartsConfig, DartsData, EpochRecord, Resumable, search};
 use serde_json::json;
 
 use super::common::{DataArgs, DeviceArgs, eval_loader, stream_seed};
@@ -74,6 +75,9 @@ pub struct SearchArgs {
     /// Stop once the derived normal cell has this many skip connections.
     #[arg(long)]
     stop_at_skips: Option<usize>,
+    /// Continue an interrupted run from the checkpoint in --output (same command otherwise).
+    #[arg(long)]
+    resume: bool,
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
@@ -148,6 +152,17 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         valid_eval: eval_loader(train, arch_half, 256, &norm)?,
     };
 
+    let resumable = Resumable {
+        checkpoint: Checkpoint::in_run(out.root()),
+        resume: args.resume,
+    };
+    if !args.resume && resumable.checkpoint.exists() {
+        anyhow::bail!(
+            "{} already holds a run with a checkpoint: pass --resume to continue it, or choose \
+             another --output",
+            out.root().display()
+        );
+    }
     out.write_json(
         "config.json",
         &json!({
@@ -166,13 +181,21 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             "darts": config,
         }),
     )?;
-    out.remove("epochs.jsonl")?;
-    let outcome = search(&config, &mut data, &device, |record: &EpochRecord| {
-        out.append_jsonl("epochs.jsonl", record)?;
-        out.write_text("genotype.txt", &(record.genotype_text.clone() + "\n"))?;
-        out.write_text("genotype.json", &(record.genotype.to_json_string() + "\n"))?;
-        Ok(())
-    })?;
+    if !args.resume {
+        out.remove("epochs.jsonl")?;
+    }
+    let outcome = search(
+        &config,
+        &mut data,
+        &device,
+        Some(&resumable),
+        |record: &EpochRecord| {
+            out.append_jsonl("epochs.jsonl", record)?;
+            out.write_text("genotype.txt", &(record.genotype_text.clone() + "\n"))?;
+            out.write_text("genotype.json", &(record.genotype.to_json_string() + "\n"))?;
+            Ok(())
+        },
+    )?;
 
     let summary = summary(
         &args,

@@ -1,6 +1,5 @@
 //! `nas show`: a genotype as a readable cell graph, with the parameter count of its network.
 
-use burn::prelude::Device;
 use clap::Args;
 use nasrs::nn::{Network, NetworkConfig, ParamInit};
 
@@ -50,7 +49,6 @@ pub fn run(args: ShowArgs) -> anyhow::Result<()> {
     let network = Network::new(&config, &genotype, &mut ParamInit::new(0, &device))?;
     let auxiliary = network.auxiliary_params();
     let total = nasrs::nn::count_parameters(&network);
-    let _: &Device = &device;
     println!();
     println!(
         "network of {} cells, {} initial channels, {} classes: {} parameters ({} with the auxiliary head)",

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use burn::module::Module;
 use clap::Args;
+use nasrs::checkpoint::Checkpoint;
 use nasrs::data::BatchLoader;
 use nasrs::nn::NetworkConfig;
 use nasrs::report::OutputDir;
+use nasrs::search::Resumable;
 use nasrs::space::{Genotype, published};
 use nasrs::train::{TrainConfig, TrainEpoch, train_genotype};
 use serde_json::json;
@@ -16,7 +18,7 @@ use serde_json::json;
 use super::common::{DataArgs, DeviceArgs, eval_loader, stream_seed};
 
 /// Options of `nas train`. Defaults fit a 2-core CPU; the paper's CIFAR-10 evaluation is
-/// `--cells 20 --channels 36 --epochs 600 --batch-size 96 --auxiliary --cutout 16`.
+/// `--cells 20 --channels 36 --epochs 600 --batch-size 96 --drop-path 0.2 --auxiliary --cutout 16`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Genotype file (JSON or DARTS text), or a published genotype: darts-v1, darts-v2.
@@ -68,6 +70,9 @@ pub struct TrainArgs {
     /// Weight of the auxiliary loss.
     #[arg(long, default_value_t = 0.4)]
     auxiliary_weight: f64,
+    /// Continue an interrupted run from the checkpoint in --output (same command otherwise).
+    #[arg(long)]
+    resume: bool,
 }
 
 /// Reads `--genotype`: a published name or a file.
@@ -124,6 +129,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &norm,
     )?;
 
+    let resumable = Resumable {
+        checkpoint: Checkpoint::in_run(out.root()),
+        resume: args.resume,
+    };
+    if !args.resume && resumable.checkpoint.exists() {
+        anyhow::bail!(
+            "{} already holds a run with a checkpoint: pass --resume to continue it, or choose \
+             another --output",
+            out.root().display()
+        );
+    }
     out.write_json(
         "config.json",
         &json!({
@@ -143,11 +159,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     out.write_text("genotype.json", &(genotype.to_json_string() + "\n"))?;
     out.write_text("genotype.txt", &(genotype.to_darts_text() + "\n"))?;
-    out.remove("epochs.jsonl")?;
+    if !args.resume {
+        out.remove("epochs.jsonl")?;
+    }
 
-    let outcome = train_genotype(&config, &genotype, &mut train, &mut test, &device, |r| {
-        out.append_jsonl("epochs.jsonl", r)
-    })?;
+    let outcome = train_genotype(
+        &config,
+        &genotype,
+        &mut train,
+        &mut test,
+        &device,
+        Some(&resumable),
+        |r| out.append_jsonl("epochs.jsonl", r),
+    )?;
+    let lines: Vec<String> = outcome
+        .epochs
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    out.write_text("epochs.jsonl", &(lines.join("\n") + "\n"))?;
     let weights = out.path("model.bpk");
     outcome
         .network

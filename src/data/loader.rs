@@ -28,13 +28,21 @@ pub struct Batch {
     pub width: usize,
 }
 
+/// The resumable state of a [`BatchLoader`] (see [`BatchLoader::state`]).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LoaderState {
+    epoch_order: Vec<usize>,
+    cycle_order: Vec<usize>,
+    cycle_pos: usize,
+    rng: ChaCha8Rng,
+}
+
 /// Iterates over a chosen set of images of a dataset in mini-batches.
 ///
 /// All randomness (shuffling, augmentation) comes from one ChaCha8 generator seeded at
 /// construction, so the same seed and the same sequence of calls give identical batches.
 /// [`epoch`](Self::epoch) and [`next_cycling`](Self::next_cycling) keep separate positions and
 /// orders, so one loader may serve both without disturbing either.
-#[derive(Clone)]
 pub struct BatchLoader {
     data: Arc<Dataset>,
     batch_size: usize,
@@ -163,6 +171,42 @@ impl BatchLoader {
             &self.tables,
             &mut self.rng,
         )
+    }
+
+    /// Everything that decides the batches still to come: the two orders, the position in the
+    /// cycle and the random generator. Saved in checkpoints so that a resumed run draws exactly
+    /// the batches an uninterrupted one would have drawn.
+    pub fn state(&self) -> LoaderState {
+        LoaderState {
+            epoch_order: self.epoch_order.clone(),
+            cycle_order: self.cycle_order.clone(),
+            cycle_pos: self.cycle_pos,
+            rng: self.rng.clone(),
+        }
+    }
+
+    /// Restores a state taken with [`state`](Self::state) from a loader over the same images.
+    pub fn restore(&mut self, state: LoaderState) -> Result<()> {
+        let mut saved = state.epoch_order.clone();
+        let mut current = self.epoch_order.clone();
+        saved.sort_unstable();
+        current.sort_unstable();
+        if saved != current || state.cycle_order.len() != current.len() {
+            return Err(NasError::config(
+                "resume",
+                format!(
+                    "the checkpoint's data loader covers {} images but this run's covers {}; \
+                     resume with the same dataset, subset and seed",
+                    state.epoch_order.len(),
+                    current.len()
+                ),
+            ));
+        }
+        self.epoch_order = state.epoch_order;
+        self.cycle_order = state.cycle_order;
+        self.cycle_pos = state.cycle_pos.min(self.cycle_order.len());
+        self.rng = state.rng;
+        Ok(())
     }
 
     /// Batches in one epoch, counting a last partial batch.

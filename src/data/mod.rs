@@ -28,7 +28,7 @@ pub use dataset::{Dataset, Splits};
 pub use digits::{load_digits, load_digits_embedded, parse_digits_csv, split_digits};
 pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_idx, read_idx_images, read_idx_labels};
 pub use kind::DatasetKind;
-pub use loader::{Batch, BatchLoader};
+pub use loader::{Batch, BatchLoader, LoaderState};
 pub use normalize::Normalization;
 pub use split::{split_indices, subset_indices};
 

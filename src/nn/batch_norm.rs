@@ -23,9 +23,9 @@ pub struct BatchNorm2d {
     pub beta: Option<Param<Tensor<1>>>,
     /// Running mean used in evaluation mode.
     pub running_mean: RunningState<Tensor<1>>,
-    /// Running (unbiased-free, population) variance used in evaluation mode.
+    /// Running (unbiased) variance used in evaluation mode.
     pub running_var: RunningState<Tensor<1>>,
-    /// Whether this layer normalises with batch statistics when gradients are tracked.
+    /// Whether this layer normalises with batch statistics (cleared by `valid()`).
     pub training: Param<Flag>,
     channels: usize,
 }

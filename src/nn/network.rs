@@ -3,10 +3,14 @@
 //! one operation per kept edge, affine BN, drop path and an optional auxiliary head.
 
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use std::cell::RefCell;
+
+use burn::tensor::TensorData;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, avg_pool2d};
 use burn::tensor::ops::AvgPoolOptions;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::batch_norm::BatchNorm2d;
@@ -126,7 +130,7 @@ impl Cell {
         }
     }
 
-    fn forward(&self, s0: Tensor<4>, s1: Tensor<4>, drop_prob: f64) -> Tensor<4> {
+    fn forward(&self, s0: Tensor<4>, s1: Tensor<4>, drop: &DropPath) -> Tensor<4> {
         let mut states = vec![self.preprocess0.forward(s0), self.preprocess1.forward(s1)];
         let mut rectified: Vec<Option<Tensor<4>>> = vec![None, None];
         let training = states[0].device().is_autodiff();
@@ -142,8 +146,8 @@ impl Cell {
                     None
                 };
                 let mut h = op.forward(states[input].clone(), r);
-                if training && drop_prob > 0.0 && !op.is_identity() {
-                    h = drop_path(h, drop_prob);
+                if training && !op.is_identity() {
+                    h = drop.apply(h);
                 }
                 sum = Some(match sum {
                     Some(s) => s + h,
@@ -158,13 +162,54 @@ impl Cell {
     }
 }
 
-/// Zeroes each sample's output with probability `drop_prob` and scales survivors by
-/// `1 / keep`, so the expectation is unchanged (Larsson et al. 2017, FractalNet).
-pub fn drop_path(x: Tensor<4>, drop_prob: f64) -> Tensor<4> {
-    let keep = 1.0 - drop_prob;
-    let [n, _, _, _] = x.dims();
-    let mask = Tensor::<4>::random([n, 1, 1, 1], Distribution::Bernoulli(keep), &x.device());
-    x.div_scalar(keep) * mask
+/// Drop path (Larsson et al. 2017, FractalNet): zeroes each sample's output of an operation
+/// with probability `prob` and scales the survivors by `1 / (1 - prob)`, so the expectation is
+/// unchanged. The masks come from a host generator seeded by the trainer, independent of the
+/// device, so a resumed run draws the masks an uninterrupted one would.
+pub struct DropPath {
+    prob: f64,
+    rng: RefCell<ChaCha8Rng>,
+}
+
+impl DropPath {
+    /// Drop path at rate `prob` with masks drawn from `seed`.
+    pub fn new(prob: f64, seed: u64) -> Self {
+        Self {
+            prob,
+            rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)),
+        }
+    }
+
+    /// No drop path.
+    pub fn off() -> Self {
+        Self::new(0.0, 0)
+    }
+
+    /// The drop probability.
+    pub fn prob(&self) -> f64 {
+        self.prob
+    }
+
+    /// Applies drop path to `x`, `[batch, channels, height, width]`.
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.prob <= 0.0 {
+            return x;
+        }
+        let keep = 1.0 - self.prob;
+        let [n, _, _, _] = x.dims();
+        let mut rng = self.rng.borrow_mut();
+        let mask: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.random_bool(keep) {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(mask, [n, 1, 1, 1]), &x.device());
+        x * mask
+    }
 }
 
 /// The auxiliary classifier of Szegedy et al. (2015), as used by DARTS on CIFAR: it reads the
@@ -269,16 +314,17 @@ impl Network {
         })
     }
 
-    /// Logits for images `[batch, channels, height, width]`; `drop_prob` is the current drop-path
-    /// rate. Drop path and the auxiliary head are active only on an autodiff device.
-    pub fn forward(&self, x: Tensor<4>, drop_prob: f64) -> NetworkOutput {
+    /// Logits for images `[batch, channels, height, width]`. Drop path and the auxiliary head are
+    /// active only while training, that is on an autodiff device: `valid()` moves the network to
+    /// the plain device, where both are off whatever `drop` says.
+    pub fn forward(&self, x: Tensor<4>, drop: &DropPath) -> NetworkOutput {
         let training = x.device().is_autodiff();
         let stem = self.stem_bn.forward(self.stem_conv.forward(x));
         let mut s0 = stem.clone();
         let mut s1 = stem;
         let mut auxiliary = None;
         for (index, cell) in self.cells.iter().enumerate() {
-            let out = cell.forward(s0, s1.clone(), drop_prob);
+            let out = cell.forward(s0, s1.clone(), drop);
             s0 = s1;
             s1 = out;
             if training && index == self.auxiliary_position {
@@ -311,9 +357,10 @@ mod tests {
     #[test]
     fn drop_path_drops_whole_samples_and_rescales_survivors() {
         let device = Device::flex().autodiff();
-        device.seed(3);
         let x = Tensor::<4>::ones([64, 2, 3, 3], &device);
-        let y: Vec<f32> = drop_path(x, 0.5)
+        let drop = DropPath::new(0.5, 3);
+        let y: Vec<f32> = drop
+            .apply(x)
             .into_data()
             .convert::<f32>()
             .try_to_vec()
@@ -364,8 +411,8 @@ mod tests {
             &mut ParamInit::new(0, &device),
         );
         let s = Tensor::<4>::ones([8, 12, 4, 4], &device);
-        let kept = cell.forward(s.clone(), s.clone(), 0.9);
-        let reference = cell.forward(s.clone(), s, 0.0);
+        let kept = cell.forward(s.clone(), s.clone(), &DropPath::new(0.9, 1));
+        let reference = cell.forward(s.clone(), s, &DropPath::off());
         let (a, b): (Vec<f32>, Vec<f32>) = (
             kept.into_data().convert::<f32>().try_to_vec().unwrap(),
             reference.into_data().convert::<f32>().try_to_vec().unwrap(),
@@ -375,18 +422,10 @@ mod tests {
         let net = Network::new(&config, &all_skip, &mut ParamInit::new(0, &device)).unwrap();
         let eval = net.valid();
         let x = Tensor::<4>::ones([4, 1, 8, 8], &device.without_autodiff());
-        let first: Vec<f32> = eval
-            .forward(x.clone(), 0.9)
-            .logits
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let second: Vec<f32> = eval
-            .forward(x, 0.9)
-            .logits
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        assert_eq!(first, second);
+        let dropped = eval.forward(x.clone(), &DropPath::new(0.9, 1)).logits;
+        let plain = eval.forward(x, &DropPath::off()).logits;
+        let dropped: Vec<f32> = dropped.into_data().try_to_vec().unwrap();
+        let plain: Vec<f32> = plain.into_data().try_to_vec().unwrap();
+        assert_eq!(dropped, plain);
     }
 }

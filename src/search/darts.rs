@@ -18,7 +18,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::derive_capped::derive_with_skip_cap;
-use crate::data::BatchLoader;
+use crate::checkpoint::{Checkpoint, ensure_same_settings};
+use crate::data::{BatchLoader, LoaderState};
 use crate::error::{NasError, Result};
 use crate::nn::{ParamInit, SearchNetwork, SearchNetworkConfig};
 use crate::space::Genotype;
@@ -133,6 +134,12 @@ impl DartsConfig {
                 ));
             }
         }
+        if self.stop_at_skip_connections == Some(0) {
+            return Err(NasError::config(
+                "stop_at_skip_connections",
+                "must be at least 1 (0 would stop after the first architecture update)",
+            ));
+        }
         if self.warmup_epochs >= self.epochs {
             return Err(NasError::config(
                 "warmup_epochs",
@@ -203,12 +210,35 @@ pub struct DartsOutcome {
     pub network: SearchNetwork,
 }
 
+/// Where a search keeps its checkpoint and whether it continues from it.
+#[derive(Clone, Debug)]
+pub struct Resumable {
+    /// The checkpoint written after every epoch.
+    pub checkpoint: Checkpoint,
+    /// Continue from the checkpoint instead of starting afresh.
+    pub resume: bool,
+}
+
+/// The loop state saved in a search checkpoint.
+#[derive(Serialize, Deserialize)]
+struct SearchState {
+    config: DartsConfig,
+    next_epoch: usize,
+    records: Vec<EpochRecord>,
+    stopped_early: Option<String>,
+    train: LoaderState,
+    valid: LoaderState,
+}
+
 /// Runs the search on `device` (an autodiff device is made from it), calling `on_epoch` after
-/// every epoch so the caller can write records as they come.
+/// every epoch so the caller can write records as they come. With `resumable`, a checkpoint is
+/// written after every epoch (before `on_epoch`), and with `resume` set the search continues
+/// from it; the result is then the one an uninterrupted run would have given.
 pub fn search(
     config: &DartsConfig,
     data: &mut DartsData,
     device: &Device,
+    resumable: Option<&Resumable>,
     mut on_epoch: impl FnMut(&EpochRecord) -> Result<()>,
 ) -> Result<DartsOutcome> {
     config.check()?;
@@ -216,6 +246,28 @@ pub fn search(
     let ad = plain.clone().autodiff();
     plain.seed(config.seed);
     let mut model = SearchNetwork::new(&config.network, &mut ParamInit::new(config.seed, &ad))?;
+    let mut weight_opt = weight_optimizer(config);
+    let mut arch_opt = arch_optimizer(config);
+    let mut records = Vec::with_capacity(config.epochs);
+    let mut stopped_early = None;
+    let mut start = 0;
+    if let Some(r) = resumable.filter(|r| r.resume) {
+        let state: SearchState = r.checkpoint.load_state()?;
+        ensure_same_settings(&state.config, config)?;
+        model = r.checkpoint.load_model(model)?;
+        weight_opt = r.checkpoint.load_optimizer("weights", weight_opt)?;
+        arch_opt = r.checkpoint.load_optimizer("architecture", arch_opt)?;
+        data.train.restore(state.train)?;
+        data.valid.restore(state.valid)?;
+        records = state.records;
+        stopped_early = state.stopped_early;
+        start = state.next_epoch;
+        tracing::info!(
+            epochs_done = start,
+            checkpoint = %r.checkpoint.dir().display(),
+            "resuming search"
+        );
+    }
     let arch_ids = model.architecture_param_ids();
     let weight_ids = model.weight_param_ids();
     tracing::info!(
@@ -223,14 +275,14 @@ pub fn search(
         weight_tensors = weight_ids.len(),
         "search network built"
     );
-
-    let mut weight_opt = weight_optimizer(config);
-    let mut arch_opt = arch_optimizer(config);
-    let mut records = Vec::with_capacity(config.epochs);
-    let mut stopped_early = None;
     let mut genotype = derive(&model, config)?;
+    let epochs = if stopped_early.is_some() {
+        start..start
+    } else {
+        start..config.epochs
+    };
 
-    for epoch in 0..config.epochs {
+    for epoch in epochs {
         let started = Instant::now();
         let lr = cosine_lr(config.lr, config.lr_min, epoch, config.epochs);
         let arch_updated = epoch >= config.warmup_epochs;
@@ -243,9 +295,7 @@ pub fn search(
         let mut loss_sum = 0.0;
         let mut correct = 0;
         let mut images = 0;
-        let mut batches = Vec::with_capacity(data.train.batches_per_epoch());
-        batches.extend(data.train.epoch());
-        for batch in batches {
+        for batch in data.train.epoch() {
             if arch_updated {
                 let valid_batch = data.valid.next_cycling();
                 let (x, y) = batch_tensors(&valid_batch, &ad);
@@ -312,15 +362,19 @@ pub fn search(
             "epoch done; genotype {}",
             record.genotype_text
         );
-        on_epoch(&record)?;
-        let skips = record
-            .genotype
-            .normal
-            .edges
-            .iter()
-            .filter(|e| e.op == crate::space::DartsOp::SkipConnect);
-        let skip_count = skips.count();
-        records.push(record);
+        // Counted on the uncapped derivation: with a cap the derived cell never shows more
+        // skips than the cap, which would hide the collapse this criterion watches for.
+        let skip_count = crate::space::derive_genotype(
+            &record.alpha_normal,
+            &record.alpha_reduce,
+            config.network.nodes,
+        )?
+        .normal
+        .edges
+        .iter()
+        .filter(|e| e.op == crate::space::DartsOp::SkipConnect)
+        .count();
+        records.push(record.clone());
         if let Some(limit) = config.stop_at_skip_connections
             && arch_updated
             && skip_count >= limit
@@ -331,6 +385,24 @@ pub fn search(
             );
             tracing::warn!("stopping early: {reason}");
             stopped_early = Some(reason);
+        }
+        if let Some(r) = resumable {
+            let state = SearchState {
+                config: config.clone(),
+                next_epoch: epoch + 1,
+                records: records.clone(),
+                stopped_early: stopped_early.clone(),
+                train: data.train.state(),
+                valid: data.valid.state(),
+            };
+            r.checkpoint.save(
+                &model,
+                &[("weights", &weight_opt), ("architecture", &arch_opt)],
+                &state,
+            )?;
+        }
+        on_epoch(&record)?;
+        if stopped_early.is_some() {
             break;
         }
     }

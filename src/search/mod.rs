@@ -4,5 +4,5 @@
 pub mod darts;
 pub mod derive_capped;
 
-pub use darts::{DartsConfig, DartsData, DartsOutcome, EpochRecord, search};
+pub use darts::{DartsConfig, DartsData, DartsOutcome, EpochRecord, Resumable, search};
 pub use derive_capped::derive_with_skip_cap;

@@ -15,12 +15,15 @@ use serde::{Deserialize, Serialize};
 use super::clip::clip_global_norm;
 use super::tensors::batch_tensors;
 use super::{correct_count, cosine_lr, cross_entropy, evaluate};
-use crate::data::BatchLoader;
+use crate::checkpoint::ensure_same_settings;
+use crate::data::{BatchLoader, LoaderState};
 use crate::error::{NasError, Result};
+use crate::nn::network::DropPath;
 use crate::nn::{Network, NetworkConfig, ParamInit};
+use crate::search::Resumable;
 use crate::space::Genotype;
 
-/// Settings of a training run. Defaults follow the paper's CIFAR-10 evaluation.
+/// Settings of a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// The network.
@@ -39,7 +42,7 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Global gradient-norm clipping.
     pub grad_clip: f64,
-    /// Largest drop-path probability, reached in the last epoch.
+    /// Largest drop-path probability; epoch `e` (from 0) of `E` uses `drop_path * e / E`.
     pub drop_path: f64,
     /// Weight of the auxiliary loss (used only if the network has the head).
     pub auxiliary_weight: f64,
@@ -62,6 +65,18 @@ impl TrainConfig {
                 "lr",
                 format!("must be positive, found {}", self.lr),
             ));
+        }
+        for (field, value) in [
+            ("lr_min", self.lr_min),
+            ("weight_decay", self.weight_decay),
+            ("auxiliary_weight", self.auxiliary_weight),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(NasError::config(
+                    field,
+                    format!("must be >= 0, found {value}"),
+                ));
+            }
         }
         if !(0.0..1.0).contains(&self.drop_path) {
             return Err(NasError::config(
@@ -122,19 +137,30 @@ pub struct TrainOutcome {
     pub auxiliary_parameters: usize,
 }
 
-/// Trains the network of `genotype` on `train`, evaluating on `test` after every epoch.
+/// The loop state saved in a training checkpoint.
+#[derive(Serialize, Deserialize)]
+struct TrainState {
+    config: TrainConfig,
+    genotype: Genotype,
+    next_epoch: usize,
+    records: Vec<TrainEpoch>,
+    train: LoaderState,
+}
+
+/// Trains the network of `genotype` on `train`, evaluating on `test` after every epoch. With
+/// `resumable`, a checkpoint is written after every epoch and `resume` continues from it.
 pub fn train_genotype(
     config: &TrainConfig,
     genotype: &Genotype,
     train: &mut BatchLoader,
     test: &mut BatchLoader,
     device: &Device,
+    resumable: Option<&Resumable>,
     mut on_epoch: impl FnMut(&TrainEpoch) -> Result<()>,
 ) -> Result<TrainOutcome> {
     config.check()?;
     let plain = device.clone().without_autodiff();
     let ad = plain.clone().autodiff();
-    plain.seed(config.seed);
     let mut model = Network::new(
         &config.network,
         genotype,
@@ -144,7 +170,7 @@ pub fn train_genotype(
     let parameters = crate::nn::count_parameters(&model) - auxiliary_parameters;
     tracing::info!(parameters, auxiliary_parameters, "network built");
 
-    let mut optimizer = SgdConfig::new()
+    let optimizer = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()
                 .with_momentum(config.momentum)
@@ -152,8 +178,27 @@ pub fn train_genotype(
         ))
         .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
         .init();
+    let mut optimizer = optimizer;
     let mut records = Vec::with_capacity(config.epochs);
-    for epoch in 0..config.epochs {
+    let mut start = 0;
+    if let Some(r) = resumable.filter(|r| r.resume) {
+        let state: TrainState = r.checkpoint.load_state()?;
+        ensure_same_settings(&state.config, config)?;
+        ensure_same_settings(&state.genotype, genotype)?;
+        model = r.checkpoint.load_model(model)?;
+        optimizer = r.checkpoint.load_optimizer("weights", optimizer)?;
+        train.restore(state.train)?;
+        records = state.records;
+        start = state.next_epoch;
+        tracing::info!(epochs_done = start, "resuming training");
+    }
+    for epoch in start..config.epochs {
+        // One mask stream per epoch, derived from the run seed, so a resumed run draws the
+        // masks an uninterrupted one would.
+        let drop = DropPath::new(
+            config.drop_prob(epoch),
+            config.seed ^ ((epoch as u64) << 32),
+        );
         let started = Instant::now();
         let lr = cosine_lr(config.lr, config.lr_min, epoch, config.epochs);
         let drop_prob = config.drop_prob(epoch);
@@ -168,10 +213,9 @@ pub fn train_genotype(
         let mut loss_sum = 0.0;
         let mut correct = 0;
         let mut images = 0;
-        let batches: Vec<_> = train.epoch().collect();
-        for batch in batches {
+        for batch in train.epoch() {
             let (x, y) = batch_tensors(&batch, &ad);
-            let output = model.forward(x, drop_prob);
+            let output = model.forward(x, &drop);
             let main = cross_entropy(output.logits.clone(), y.clone());
             let main_value = f64::from(main.clone().into_scalar::<f32>());
             if !main_value.is_finite() {
@@ -200,7 +244,9 @@ pub fn train_genotype(
         let train_seconds = started.elapsed().as_secs_f64();
 
         let eval_model = model.valid();
-        let result = evaluate(test, &plain, |x| eval_model.forward(x, 0.0).logits);
+        let result = evaluate(test, &plain, |x| {
+            eval_model.forward(x, &DropPath::off()).logits
+        });
         let record = TrainEpoch {
             epoch: epoch + 1,
             lr,
@@ -221,8 +267,19 @@ pub fn train_genotype(
             images_per_s = format!("{:.1}", record.images_per_second),
             "epoch done"
         );
+        records.push(record.clone());
+        if let Some(r) = resumable {
+            let state = TrainState {
+                config: config.clone(),
+                genotype: genotype.clone(),
+                next_epoch: epoch + 1,
+                records: records.clone(),
+                train: train.state(),
+            };
+            r.checkpoint
+                .save(&model, &[("weights", &optimizer)], &state)?;
+        }
         on_epoch(&record)?;
-        records.push(record);
     }
     Ok(TrainOutcome {
         epochs: records,

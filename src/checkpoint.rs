@@ -1,0 +1,166 @@
+//! Per-epoch checkpoints, so that an interrupted search or training run resumes where it
+//! stopped and ends exactly as an uninterrupted run with the same seed would.
+//!
+//! A checkpoint is a directory holding the model (`model.bpk`), each optimiser's state
+//! (`NAME.optim.bpk`) and the loop state as JSON (`state.json`: next epoch, records so far,
+//! data-loader positions and generators, the settings it was made with). It is written to a
+//! temporary directory first and then renamed into place, so a crash at any moment leaves
+//! either the previous checkpoint or the new one, never a mixture.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{NasError, Result};
+
+/// The checkpoint directory of a run.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    dir: PathBuf,
+}
+
+impl Checkpoint {
+    /// The checkpoint kept in `run_dir/checkpoint`.
+    pub fn in_run(run_dir: &Path) -> Self {
+        Self {
+            dir: run_dir.join("checkpoint"),
+        }
+    }
+
+    /// Where the checkpoint lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn staging(&self) -> PathBuf {
+        self.dir.with_extension("tmp")
+    }
+
+    fn previous(&self) -> PathBuf {
+        self.dir.with_extension("old")
+    }
+
+    /// Whether a complete checkpoint exists (including one left as `.old` by a crash between
+    /// the two renames of [`save`](Self::save)).
+    pub fn exists(&self) -> bool {
+        self.dir.join("state.json").is_file() || self.previous().join("state.json").is_file()
+    }
+
+    /// Writes `model`, the optimisers and `state`, replacing the previous checkpoint.
+    pub fn save<M: Module, S: Serialize>(
+        &self,
+        model: &M,
+        optimizers: &[(&str, &ModuleOptimizer)],
+        state: &S,
+    ) -> Result<()> {
+        let staging = self.staging();
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(|e| NasError::io(&staging, e))?;
+        }
+        fs::create_dir_all(&staging).map_err(|e| NasError::io(&staging, e))?;
+
+        let model_path = staging.join("model.bpk");
+        model
+            .clone()
+            .save_file(&model_path)
+            .map_err(|e| NasError::format(&model_path, format!("cannot save model: {e:?}")))?;
+        for (name, optimizer) in optimizers {
+            let path = staging.join(format!("{name}.optim.bpk"));
+            optimizer
+                .save(&path)
+                .map_err(|e| NasError::format(&path, format!("cannot save optimiser: {e:?}")))?;
+        }
+        let state_path = staging.join("state.json");
+        let text = serde_json::to_string(state)
+            .map_err(|e| NasError::format(&state_path, format!("cannot serialize: {e}")))?;
+        fs::write(&state_path, text).map_err(|e| NasError::io(&state_path, e))?;
+
+        let previous = self.previous();
+        if previous.exists() {
+            fs::remove_dir_all(&previous).map_err(|e| NasError::io(&previous, e))?;
+        }
+        if self.dir.exists() {
+            fs::rename(&self.dir, &previous).map_err(|e| NasError::io(&self.dir, e))?;
+        }
+        fs::rename(&staging, &self.dir).map_err(|e| NasError::io(&staging, e))?;
+        if previous.exists() {
+            fs::remove_dir_all(&previous).map_err(|e| NasError::io(&previous, e))?;
+        }
+        Ok(())
+    }
+
+    fn readable_dir(&self) -> Result<PathBuf> {
+        if self.dir.join("state.json").is_file() {
+            Ok(self.dir.clone())
+        } else if self.previous().join("state.json").is_file() {
+            Ok(self.previous())
+        } else {
+            Err(NasError::config(
+                "resume",
+                format!(
+                    "no checkpoint in {} (expected state.json there)",
+                    self.dir.display()
+                ),
+            ))
+        }
+    }
+
+    /// Reads the loop state.
+    pub fn load_state<S: DeserializeOwned>(&self) -> Result<S> {
+        let path = self.readable_dir()?.join("state.json");
+        let text = fs::read_to_string(&path).map_err(|e| NasError::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| NasError::format(&path, format!("not a checkpoint state: {e}")))
+    }
+
+    /// Loads the saved weights into `model`, which must have the same structure.
+    pub fn load_model<M: Module>(&self, model: M) -> Result<M> {
+        let path = self.readable_dir()?.join("model.bpk");
+        model
+            .try_load_file(&path)
+            .map_err(|e| NasError::format(&path, format!("cannot load model: {e:?}")))
+    }
+
+    /// Loads the saved state of optimiser `name` into `optimizer`.
+    pub fn load_optimizer(
+        &self,
+        name: &str,
+        optimizer: ModuleOptimizer,
+    ) -> Result<ModuleOptimizer> {
+        let path = self.readable_dir()?.join(format!("{name}.optim.bpk"));
+        optimizer
+            .load(&path)
+            .map_err(|e| NasError::format(&path, format!("cannot load optimiser: {e:?}")))
+    }
+}
+
+/// Fails unless the settings stored in a checkpoint equal the current ones, naming the first
+/// setting that differs.
+pub fn ensure_same_settings<T: Serialize>(saved: &T, current: &T) -> Result<()> {
+    let saved = serde_json::to_value(saved).unwrap_or_default();
+    let current = serde_json::to_value(current).unwrap_or_default();
+    if saved == current {
+        return Ok(());
+    }
+    let field = match (&saved, &current) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => a
+            .iter()
+            .find(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| {
+                format!(
+                    "{k} (checkpoint {v}, now {})",
+                    b.get(k).cloned().unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| "settings".to_string()),
+        _ => "settings".to_string(),
+    };
+    Err(NasError::config(
+        "resume",
+        format!("the run was started with other settings: {field}; resume with the same command"),
+    ))
+}
