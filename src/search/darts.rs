@@ -168,6 +168,8 @@ pub struct DartsData {
 pub struct EpochRecord {
     /// Epoch number, from 1.
     pub epoch: usize,
+    /// The seed of the run.
+    pub seed: u64,
     /// Weight learning rate used in this epoch.
     pub lr: f64,
     /// Whether the architecture weights were updated in this epoch.
@@ -336,6 +338,7 @@ pub fn search(
         let (alpha_normal, alpha_reduce) = model.architecture_weights();
         let record = EpochRecord {
             epoch: epoch + 1,
+            seed: config.seed,
             lr,
             arch_updated,
             train_loss: loss_sum / images.max(1) as f64,

@@ -107,6 +107,8 @@ impl TrainConfig {
 pub struct TrainEpoch {
     /// Epoch number, from 1.
     pub epoch: usize,
+    /// The seed of the run.
+    pub seed: u64,
     /// Learning rate used.
     pub lr: f64,
     /// Drop-path probability used.
@@ -249,6 +251,7 @@ pub fn train_genotype(
         });
         let record = TrainEpoch {
             epoch: epoch + 1,
+            seed: config.seed,
             lr,
             drop_prob,
             train_loss: loss_sum / images.max(1) as f64,
