@@ -109,6 +109,51 @@ impl Checkpoint {
         }
     }
 
+    /// Whether the checkpoint belongs to a run that finished: its state says the next epoch is
+    /// past the configured number (`config.epochs`) or that the run stopped early.
+    pub fn is_finished(&self) -> Result<bool> {
+        let state: serde_json::Value = self.load_state()?;
+        let next = state["next_epoch"].as_u64().unwrap_or(0);
+        let epochs = state["config"]["epochs"].as_u64().unwrap_or(u64::MAX);
+        let stopped = !state["stopped_early"].is_null();
+        Ok(next >= epochs || stopped)
+    }
+
+    /// Deletes the checkpoint (before a fresh run reuses the directory).
+    pub fn remove(&self) -> Result<()> {
+        for dir in [self.dir.clone(), self.previous(), self.staging()] {
+            if dir.exists() {
+                fs::remove_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares the checkpoint of a run about to start in its directory. Resuming needs an
+    /// existing checkpoint (checked when it is loaded). A fresh start over a finished run
+    /// replaces it with a warning; over an unfinished run it is refused, since the user more
+    /// likely forgot `--resume` than wants to lose the work.
+    pub fn prepare(&self, resume: bool) -> Result<()> {
+        if resume || !self.exists() {
+            return Ok(());
+        }
+        if self.is_finished()? {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "replacing the finished run in this output directory"
+            );
+            return self.remove();
+        }
+        Err(NasError::config(
+            "output",
+            format!(
+                "{} holds an unfinished run: pass --resume to continue it, or choose another \
+                 --output",
+                self.dir.parent().unwrap_or(&self.dir).display()
+            ),
+        ))
+    }
+
     /// Reads the loop state.
     pub fn load_state<S: DeserializeOwned>(&self) -> Result<S> {
         let path = self.readable_dir()?.join("state.json");
@@ -163,4 +208,55 @@ pub fn ensure_same_settings<T: Serialize>(saved: &T, current: &T) -> Result<()> 
         "resume",
         format!("the run was started with other settings: {field}; resume with the same command"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_state(name: &str, state: &str) -> Checkpoint {
+        let run = std::env::temp_dir().join(format!("nasrs-ckpt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&run);
+        let checkpoint = Checkpoint::in_run(&run);
+        fs::create_dir_all(checkpoint.dir()).unwrap();
+        fs::write(checkpoint.dir().join("state.json"), state).unwrap();
+        checkpoint
+    }
+
+    #[test]
+    fn a_fresh_start_replaces_a_finished_run_and_refuses_an_unfinished_one() {
+        let unfinished = with_state(
+            "unfinished",
+            r#"{"next_epoch": 1, "config": {"epochs": 3}}"#,
+        );
+        let message = unfinished.prepare(false).unwrap_err().to_string();
+        assert!(message.contains("--resume"), "{message}");
+        assert!(unfinished.prepare(true).is_ok());
+        assert!(unfinished.exists());
+
+        let finished = with_state("finished", r#"{"next_epoch": 3, "config": {"epochs": 3}}"#);
+        finished.prepare(false).unwrap();
+        assert!(!finished.exists());
+
+        let stopped = with_state(
+            "stopped",
+            r#"{"next_epoch": 1, "config": {"epochs": 3}, "stopped_early": "skips"}"#,
+        );
+        assert!(stopped.is_finished().unwrap());
+        for c in [unfinished, finished, stopped] {
+            let _ = fs::remove_dir_all(c.dir().parent().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_crash_between_the_renames_leaves_a_readable_checkpoint() {
+        let c = with_state("renamed", r#"{"next_epoch": 2, "config": {"epochs": 3}}"#);
+        // The state of a crash after `checkpoint` became `checkpoint.old` and before the new
+        // one was renamed into place.
+        fs::rename(c.dir(), c.previous()).unwrap();
+        assert!(c.exists());
+        let state: serde_json::Value = c.load_state().unwrap();
+        assert_eq!(state["next_epoch"], 2);
+        let _ = fs::remove_dir_all(c.dir().parent().unwrap());
+    }
 }

@@ -133,13 +133,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         checkpoint: Checkpoint::in_run(out.root()),
         resume: args.resume,
     };
-    if !args.resume && resumable.checkpoint.exists() {
-        anyhow::bail!(
-            "{} already holds a run with a checkpoint: pass --resume to continue it, or choose \
-             another --output",
-            out.root().display()
-        );
-    }
+    resumable.checkpoint.prepare(args.resume)?;
     out.write_json(
         "config.json",
         &json!({
