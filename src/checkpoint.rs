@@ -130,28 +130,29 @@ impl Checkpoint {
     }
 
     /// Prepares the checkpoint of a run about to start in its directory. Resuming needs an
-    /// existing checkpoint (checked when it is loaded). A fresh start over a finished run
-    /// replaces it with a warning; over an unfinished run it is refused, since the user more
-    /// likely forgot `--resume` than wants to lose the work.
-    pub fn prepare(&self, resume: bool) -> Result<()> {
+    /// existing checkpoint (checked when it is loaded). A fresh start over an existing run is
+    /// refused unless `overwrite` is set, so that no result is lost to a forgotten flag.
+    pub fn prepare(&self, resume: bool, overwrite: bool) -> Result<()> {
         if resume || !self.exists() {
             return Ok(());
         }
-        if self.is_finished()? {
-            tracing::warn!(
-                dir = %self.dir.display(),
-                "replacing the finished run in this output directory"
-            );
+        if overwrite {
+            tracing::warn!(dir = %self.dir.display(), "replacing the run in this output directory");
             return self.remove();
         }
-        Err(NasError::config(
-            "output",
+        let run = self.dir.parent().unwrap_or(&self.dir).display();
+        let message = if self.is_finished()? {
             format!(
-                "{} holds an unfinished run: pass --resume to continue it, or choose another \
-                 --output",
-                self.dir.parent().unwrap_or(&self.dir).display()
-            ),
-        ))
+                "{run} holds a finished run: pass --overwrite to replace it, or choose another \
+                 --output"
+            )
+        } else {
+            format!(
+                "{run} holds an unfinished run: pass --resume to continue it, --overwrite to \
+                 replace it, or choose another --output"
+            )
+        };
+        Err(NasError::config("output", message))
     }
 
     /// Reads the loop state.
@@ -224,18 +225,27 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_start_replaces_a_finished_run_and_refuses_an_unfinished_one() {
+    fn a_fresh_start_needs_overwrite_over_an_existing_run() {
         let unfinished = with_state(
             "unfinished",
             r#"{"next_epoch": 1, "config": {"epochs": 3}}"#,
         );
-        let message = unfinished.prepare(false).unwrap_err().to_string();
-        assert!(message.contains("--resume"), "{message}");
-        assert!(unfinished.prepare(true).is_ok());
+        let message = unfinished.prepare(false, false).unwrap_err().to_string();
+        assert!(
+            message.contains("unfinished") && message.contains("--resume"),
+            "{message}"
+        );
+        assert!(unfinished.prepare(true, false).is_ok());
         assert!(unfinished.exists());
 
         let finished = with_state("finished", r#"{"next_epoch": 3, "config": {"epochs": 3}}"#);
-        finished.prepare(false).unwrap();
+        let message = finished.prepare(false, false).unwrap_err().to_string();
+        assert!(
+            message.contains("finished run") && message.contains("--overwrite"),
+            "{message}"
+        );
+        assert!(finished.exists());
+        finished.prepare(false, true).unwrap();
         assert!(!finished.exists());
 
         let stopped = with_state(

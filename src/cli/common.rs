@@ -82,6 +82,15 @@ impl DataArgs {
         } else {
             Augment::none()
         };
+        let side = train.height.min(train.width);
+        if self.cutout > side {
+            anyhow::bail!(
+                "invalid setting `cutout`: must be at most the image side ({side} pixels for {}), \
+                 found {}",
+                self.dataset,
+                self.cutout
+            );
+        }
         augment.cutout = self.cutout;
         tracing::info!(
             dataset = %self.dataset,

@@ -23,12 +23,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Search for a cell with first-order DARTS and write the genotype.
+    #[command(allow_negative_numbers = true)]
     Search(search::SearchArgs),
     /// Train the network built from a genotype from scratch and report its test accuracy.
+    #[command(allow_negative_numbers = true)]
     Train(train::TrainArgs),
     /// Print a genotype as a cell graph with the parameter count of its network.
     Show(show::ShowArgs),
     /// Time one DARTS search step (forward, forward + backward, full bi-level step).
+    #[command(allow_negative_numbers = true)]
     Bench(bench::BenchArgs),
 }
 
@@ -43,6 +46,7 @@ pub fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

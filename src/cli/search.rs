@@ -76,8 +76,11 @@ pub struct SearchArgs {
     #[arg(long)]
     stop_at_skips: Option<usize>,
     /// Continue an interrupted run from the checkpoint in --output (same command otherwise).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace a run already in --output.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
@@ -156,7 +159,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         checkpoint: Checkpoint::in_run(out.root()),
         resume: args.resume,
     };
-    resumable.checkpoint.prepare(args.resume)?;
+    resumable.checkpoint.prepare(args.resume, args.overwrite)?;
     out.write_json(
         "config.json",
         &json!({
@@ -167,7 +170,11 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             "data_dir": args.data.data_dir,
             "subset": args.data.subset,
             "train_portion": args.train_portion,
-            "augment": format!("{:?}", prepared.augment),
+            "augment": {
+                "crop_padding": prepared.augment.crop_padding,
+                "horizontal_flip": prepared.augment.horizontal_flip,
+                "cutout": prepared.augment.cutout,
+            },
             "normalization": { "mean": norm.mean, "std": norm.std },
             "device": format!("{device:?}"),
             "threads": rayon::current_num_threads(),
@@ -198,7 +205,12 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         outcome.stopped_early.as_deref(),
     );
     out.write_text("summary.md", &summary)?;
-    nasrs::report::html::write_search_report(&out, &config, &outcome.records)?;
+    nasrs::report::html::write_search_report(
+        &out,
+        &config,
+        &outcome.records,
+        outcome.stopped_early.as_deref(),
+    )?;
     println!("{}", outcome.genotype.to_darts_text());
     println!("{}", outcome.genotype.render());
     println!("results in {}", out.root().display());

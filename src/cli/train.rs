@@ -71,8 +71,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.4)]
     auxiliary_weight: f64,
     /// Continue an interrupted run from the checkpoint in --output (same command otherwise).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace a run already in --output.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Reads `--genotype`: a published name or a file.
@@ -80,6 +83,9 @@ pub fn load_genotype(spec: &str) -> anyhow::Result<Genotype> {
     match spec.to_ascii_lowercase().as_str() {
         "darts-v1" | "darts_v1" => Ok(published::darts_v1()),
         "darts-v2" | "darts_v2" | "darts" => Ok(published::darts_v2()),
+        _ if !std::path::Path::new(spec).exists() => anyhow::bail!(
+            "genotype {spec}: no such file, and not a published genotype (darts-v1, darts-v2)"
+        ),
         _ => Genotype::load(std::path::Path::new(spec))
             .with_context(|| format!("reading genotype {spec}")),
     }
@@ -133,7 +139,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         checkpoint: Checkpoint::in_run(out.root()),
         resume: args.resume,
     };
-    resumable.checkpoint.prepare(args.resume)?;
+    resumable.checkpoint.prepare(args.resume, args.overwrite)?;
     out.write_json(
         "config.json",
         &json!({
@@ -143,7 +149,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "dataset": args.data.dataset.to_string(),
             "data_dir": args.data.data_dir,
             "subset": args.data.subset,
-            "augment": format!("{:?}", prepared.augment),
+            "augment": {
+                "crop_padding": prepared.augment.crop_padding,
+                "horizontal_flip": prepared.augment.horizontal_flip,
+                "cutout": prepared.augment.cutout,
+            },
             "normalization": { "mean": norm.mean, "std": norm.std },
             "device": format!("{device:?}"),
             "threads": rayon::current_num_threads(),
@@ -198,9 +208,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         outcome.parameters,
     )?;
     println!(
-        "test accuracy {:.2}% after {} epochs ({} parameters without the auxiliary head)",
+        "test accuracy {:.2}% after {} epoch{} ({} parameters without the auxiliary head)",
         100.0 * last.test_accuracy,
         last.epoch,
+        if last.epoch == 1 { "" } else { "s" },
         outcome.parameters
     );
     println!("results in {}", out.root().display());

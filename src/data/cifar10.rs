@@ -169,7 +169,7 @@ fn size_error(path: &Path, found: u64, records: usize, how: &str) -> NasError {
     let record = CIFAR_RECORD_BYTES as u64;
     let detail = if !found.is_multiple_of(record) {
         format!(
-            "{found} bytes {how} is not a multiple of the {record}-byte record \
+            "{found} bytes {how}, not a whole number of {record}-byte records \
              (truncated or not a CIFAR-10 batch)"
         )
     } else {
@@ -233,7 +233,7 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("6246 bytes on disk is not a multiple of the 3073-byte"),
+            msg.contains("6246 bytes on disk, not a whole number of 3073-byte records"),
             "{msg}"
         );
 

@@ -50,6 +50,16 @@ impl SearchNetworkConfig {
                 return Err(NasError::config(field, "must be at least 1, found 0"));
             }
         }
+        if self.cells < 3 {
+            return Err(NasError::config(
+                "cells",
+                format!(
+                    "must be at least 3, found {}: with fewer, every cell is a reduction cell \
+                     and the normal cell's architecture weights would never be trained",
+                    self.cells
+                ),
+            ));
+        }
         if !self.channels.is_multiple_of(2) {
             return Err(NasError::config(
                 "channels",

@@ -26,12 +26,18 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-/// Edge labels `node<-input` in the order of the architecture weight rows.
+/// Edge labels in the order of the architecture weight rows, named as in the cell graph:
+/// `node 1 <- c_{k-1}` is the edge from the cell's second input into intermediate node 1.
 fn edge_labels(nodes: usize) -> Vec<String> {
     let mut labels = Vec::new();
     for node in 0..nodes {
         for input in 0..node + 2 {
-            labels.push(format!("node {} <- {}", node + 2, input));
+            let source = match input {
+                0 => "c_{k-2}".to_string(),
+                1 => "c_{k-1}".to_string(),
+                i => format!("node {}", i - 2),
+            };
+            labels.push(format!("node {node} <- {source}"));
         }
     }
     labels
@@ -42,6 +48,7 @@ pub fn write_search_report(
     out: &OutputDir,
     config: &DartsConfig,
     records: &[EpochRecord],
+    stopped_early: Option<&str>,
 ) -> Result<()> {
     let epoch = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
         records.iter().map(|r| (r.epoch as f64, f(r))).collect()
@@ -107,6 +114,9 @@ pub fn write_search_report(
         config.epochs,
         config.batch_size
     );
+    if let Some(reason) = stopped_early {
+        let _ = writeln!(body, "<p><b>Stopped early:</b> {}.</p>", escape(reason));
+    }
     let _ = writeln!(body, "{loss}{accuracy}{collapse}");
     if let Some(last) = records.last() {
         let names: Vec<&str> = DartsOp::ALL.iter().map(|op| op.name()).collect();

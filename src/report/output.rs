@@ -18,6 +18,12 @@ impl OutputDir {
     /// Creates `root` (and its parents) if needed.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
+        if root.exists() && !root.is_dir() {
+            return Err(NasError::config(
+                "output",
+                format!("{} exists and is not a directory", root.display()),
+            ));
+        }
         fs::create_dir_all(&root).map_err(|e| NasError::io(&root, e))?;
         Ok(Self { root })
     }

@@ -67,27 +67,57 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         svg,
         r##"<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##
     );
-    for i in 0..=4 {
-        let fx = x_min + (x_max - x_min) * i as f64 / 4.0;
-        let fy = y_min + (y_max - y_min) * i as f64 / 4.0;
+    // Whole-number axes (epochs, counts) get whole-number ticks.
+    let integral = |v: f64| (v - v.round()).abs() < 1e-9;
+    let all_points = || series.iter().flat_map(|s| s.points.iter());
+    let x_whole = all_points().all(|p| integral(p.0)) && x_max - x_min <= 12.0;
+    let y_whole = all_points().all(|p| integral(p.1)) && y_max - y_min <= 12.0;
+    let x_ticks: Vec<f64> = if x_whole {
+        (x_min.round() as i64..=x_max.round() as i64)
+            .map(|v| v as f64)
+            .collect()
+    } else {
+        (0..=4)
+            .map(|i| x_min + (x_max - x_min) * f64::from(i) / 4.0)
+            .collect()
+    };
+    let y_ticks: Vec<f64> = if y_whole {
+        (y_min.round() as i64..=y_max.round() as i64)
+            .map(|v| v as f64)
+            .collect()
+    } else {
+        (0..=4)
+            .map(|i| y_min + (y_max - y_min) * f64::from(i) / 4.0)
+            .collect()
+    };
+    let label = |v: f64| {
+        if integral(v) {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    for fx in x_ticks {
         let _ = writeln!(
             svg,
-            r##"<line x1="{x}" y1="{y0}" x2="{x}" y2="{y1}" stroke="#ddd"/><text x="{x}" y="{ty}" text-anchor="middle">{fx:.3}</text>"##,
+            r##"<line x1="{x}" y1="{y0}" x2="{x}" y2="{y1}" stroke="#ddd"/><text x="{x}" y="{ty}" text-anchor="middle">{t}</text>"##,
             x = sx(fx),
             y0 = top,
             y1 = top + plot_h,
             ty = top + plot_h + 14.0,
-            fx = fx
+            t = label(fx)
         );
+    }
+    for fy in y_ticks {
         let _ = writeln!(
             svg,
-            r##"<line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#ddd"/><text x="{tx}" y="{ty}" text-anchor="end">{fy:.3}</text>"##,
+            r##"<line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#ddd"/><text x="{tx}" y="{ty}" text-anchor="end">{t}</text>"##,
             x0 = left,
             x1 = left + plot_w,
             y = sy(fy),
             tx = left - 4.0,
             ty = sy(fy) + 4.0,
-            fy = fy
+            t = label(fy)
         );
     }
     let _ = writeln!(
@@ -144,7 +174,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
 pub fn heatmap(title: &str, rows: &[String], columns: &[&str], values: &[Vec<f32>]) -> String {
     let cell_w = 62.0;
     let cell_h = 20.0;
-    let left = 90.0;
+    let left = 120.0;
     let top = 110.0;
     let width = left + cell_w * columns.len() as f64 + 10.0;
     let height = top + cell_h * rows.len() as f64 + 10.0;

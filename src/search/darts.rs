@@ -134,6 +134,12 @@ impl DartsConfig {
                 ));
             }
         }
+        if self.lr_min > self.lr {
+            return Err(NasError::config(
+                "lr_min",
+                format!("must not exceed lr ({}), found {}", self.lr, self.lr_min),
+            ));
+        }
         if self.stop_at_skip_connections == Some(0) {
             return Err(NasError::config(
                 "stop_at_skip_connections",
@@ -334,6 +340,14 @@ pub fn search(
 
         let eval_model = model.valid();
         let valid = evaluate(&mut data.valid_eval, &plain, |x| eval_model.forward(x));
+        if !valid.loss.is_finite() {
+            return Err(NasError::Numerical(format!(
+                "validation loss became {} after epoch {} although the training loss is finite: \
+                 batch-norm statistics diverged; lower --lr or check the data settings",
+                valid.loss,
+                epoch + 1
+            )));
+        }
         genotype = derive(&model, config)?;
         let (alpha_normal, alpha_reduce) = model.architecture_weights();
         let record = EpochRecord {

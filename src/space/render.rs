@@ -17,7 +17,9 @@ fn state_name(state: usize) -> String {
 
 /// The lines of one cell, under the heading `title`.
 fn cell_lines(title: &str, cell: &CellGenotype) -> Vec<String> {
-    let mut lines = vec![format!("{title} cell ({} nodes)", cell.nodes())];
+    let nodes = cell.nodes();
+    let plural = if nodes == 1 { "" } else { "s" };
+    let mut lines = vec![format!("{title} cell ({nodes} node{plural})")];
     for node in 0..cell.nodes() {
         let terms: Vec<String> = cell
             .node_edges(node)

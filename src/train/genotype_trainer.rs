@@ -78,6 +78,12 @@ impl TrainConfig {
                 ));
             }
         }
+        if self.lr_min > self.lr {
+            return Err(NasError::config(
+                "lr_min",
+                format!("must not exceed lr ({}), found {}", self.lr, self.lr_min),
+            ));
+        }
         if !(0.0..1.0).contains(&self.drop_path) {
             return Err(NasError::config(
                 "drop_path",
@@ -249,6 +255,14 @@ pub fn train_genotype(
         let result = evaluate(test, &plain, |x| {
             eval_model.forward(x, &DropPath::off()).logits
         });
+        if !result.loss.is_finite() {
+            return Err(NasError::Numerical(format!(
+                "test loss became {} after epoch {} although the training loss is finite: \
+                 batch-norm statistics diverged; lower --lr or check the data settings",
+                result.loss,
+                epoch + 1
+            )));
+        }
         let record = TrainEpoch {
             epoch: epoch + 1,
             seed: config.seed,
