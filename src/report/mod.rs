@@ -3,6 +3,7 @@
 
 pub mod html;
 pub mod output;
+pub mod progress;
 pub mod svg;
 
 pub use output::OutputDir;

@@ -334,6 +334,12 @@ pub fn search(
             );
             bar.set_message(format!("loss {:.3}", loss_sum / images as f64));
             bar.inc(1);
+            crate::report::progress::log_if_hidden(
+                &bar,
+                epoch + 1,
+                loss_sum / images as f64,
+                started,
+            );
         }
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();

@@ -1,0 +1,26 @@
+//! Progress of long loops: a bar on a terminal, periodic log lines otherwise.
+
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+
+/// When the bar is hidden (stderr is not a terminal: a log file, `nohup`, CI), logs the
+/// position about every tenth of the epoch, so a long run can still be followed.
+pub fn log_if_hidden(bar: &ProgressBar, epoch: usize, loss: f64, started: Instant) {
+    if !bar.is_hidden() {
+        return;
+    }
+    let done = bar.position();
+    let total = bar.length().unwrap_or(done).max(1);
+    let every = total.div_ceil(10).max(1);
+    if done % every == 0 || done == total {
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            epoch,
+            step = format!("{done}/{total}"),
+            loss = format!("{loss:.4}"),
+            elapsed_s = format!("{seconds:.0}"),
+            "in progress"
+        );
+    }
+}
