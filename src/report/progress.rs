@@ -13,7 +13,7 @@ pub fn log_if_hidden(bar: &ProgressBar, epoch: usize, loss: f64, started: Instan
     let done = bar.position();
     let total = bar.length().unwrap_or(done).max(1);
     let every = total.div_ceil(10).max(1);
-    if done % every == 0 || done == total {
+    if done.is_multiple_of(every) || done == total {
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             epoch,
