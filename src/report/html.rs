@@ -126,12 +126,14 @@ pub fn write_search_report(
             &labels,
             &names,
             &last.alpha_normal,
+            &[0],
         );
         let reduce = heatmap(
             "softmax(alpha), reduction cell",
             &labels,
             &names,
             &last.alpha_reduce,
+            &[0],
         );
         out.write_text("alpha_normal.svg", &normal)?;
         out.write_text("alpha_reduce.svg", &reduce)?;

@@ -169,20 +169,24 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     svg
 }
 
-/// A heat map of `values` (rows x columns, each in [0, 1]) with labels and the value in each
-/// cell; darker is larger.
-pub fn heatmap(title: &str, rows: &[String], columns: &[&str], values: &[Vec<f32>]) -> String {
+/// A heat map of `values` (rows x columns) with labels and the value in each cell. Colour is
+/// relative within each row (darkest = the row's largest value), since architecture weights
+/// stay close to uniform and a global scale would show one colour; the largest entry of each
+/// row outside the columns in `ignore` is outlined (for alpha tables: the operation the
+/// derivation would keep on that edge, `none` excluded).
+pub fn heatmap(
+    title: &str,
+    rows: &[String],
+    columns: &[&str],
+    values: &[Vec<f32>],
+    ignore: &[usize],
+) -> String {
     let cell_w = 62.0;
     let cell_h = 20.0;
     let left = 120.0;
     let top = 110.0;
-    let width = left + cell_w * columns.len() as f64 + 10.0;
-    let height = top + cell_h * rows.len() as f64 + 10.0;
-    let max = values
-        .iter()
-        .flatten()
-        .copied()
-        .fold(f32::MIN_POSITIVE, f32::max);
+    let width = left + cell_w * columns.len() as f64 + 40.0;
+    let height = top + cell_h * rows.len() as f64 + 30.0;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -212,19 +216,39 @@ pub fn heatmap(title: &str, rows: &[String], columns: &[&str], values: &[Vec<f32
             y + 14.0,
             escape(label)
         );
+        let lo = row.iter().copied().fold(f32::MAX, f32::min);
+        let hi = row.iter().copied().fold(f32::MIN, f32::max);
+        let best = row
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| !ignore.contains(j))
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(j, _)| j);
         for (j, &v) in row.iter().enumerate() {
-            let t = (v / max).clamp(0.0, 1.0);
+            let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
             let shade = (255.0 * (1.0 - 0.85 * t)) as u8;
             let text = if t > 0.6 { "white" } else { "black" };
             let x = left + cell_w * j as f64;
             let _ = writeln!(
                 svg,
-                r##"<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" fill="rgb({shade},{shade},255)" stroke="#fff"/><text x="{tx}" y="{ty}" text-anchor="middle" fill="{text}">{v:.3}</text>"##,
+                r##"<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" fill="rgb({shade},{shade},255)" stroke="{stroke}" stroke-width="{stroke_width}"/><text x="{tx}" y="{ty}" text-anchor="middle" fill="{text}">{v:.4}</text>"##,
                 tx = x + cell_w / 2.0,
-                ty = y + 14.0
+                ty = y + 14.0,
+                stroke = if Some(j) == best { "#000" } else { "#fff" },
+                stroke_width = if Some(j) == best { 2 } else { 1 }
             );
         }
     }
+    let _ = writeln!(
+        svg,
+        r#"<text x="8" y="{}">colour: relative within each row; outlined: largest value{}</text>"#,
+        height - 10.0,
+        if ignore.is_empty() {
+            ""
+        } else {
+            " (first column excluded)"
+        }
+    );
     svg.push_str("</svg>\n");
     svg
 }
@@ -256,8 +280,9 @@ mod tests {
             &["e0".to_string(), "e1".to_string()],
             &["p", "q"],
             &[vec![0.25, 0.75], vec![0.5, 0.5]],
+            &[],
         );
         assert_eq!(svg.matches("<rect x=").count(), 4);
-        assert!(svg.contains(">0.750<"));
+        assert!(svg.contains(">0.7500<"));
     }
 }
