@@ -2,7 +2,20 @@
 
 use std::time::Instant;
 
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar over the `len` steps of epoch `epoch` of `epochs`, drawn on stderr when it is a
+/// terminal.
+pub fn epoch_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
+}
 
 /// When the bar is hidden (stderr is not a terminal: a log file, `nohup`, CI), logs the
 /// position about every tenth of the epoch, so a long run can still be followed.

@@ -11,10 +11,8 @@ use std::time::Instant;
 
 use burn::module::{Module, ParamId};
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::derive_capped::derive_with_skip_cap;
@@ -294,7 +292,7 @@ pub fn search(
         let started = Instant::now();
         let lr = cosine_lr(config.lr, config.lr_min, epoch, config.epochs);
         let arch_updated = epoch >= config.warmup_epochs;
-        let bar = progress_bar(
+        let bar = crate::report::progress::epoch_bar(
             data.train.batches_per_epoch() as u64,
             epoch + 1,
             config.epochs,
@@ -464,14 +462,7 @@ pub fn step(
 
 /// SGD with momentum and L2 weight decay, PyTorch semantics (no dampening).
 pub fn weight_optimizer(config: &DartsConfig) -> ModuleOptimizer {
-    SgdConfig::new()
-        .with_momentum(Some(
-            MomentumConfig::new()
-                .with_momentum(config.momentum)
-                .with_dampening(0.0),
-        ))
-        .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
-        .init()
+    crate::train::optim::sgd(config.momentum, config.weight_decay)
 }
 
 /// Adam for the architecture weights with L2 weight decay, PyTorch semantics (epsilon 1e-8).
@@ -484,16 +475,4 @@ pub fn arch_optimizer(config: &DartsConfig) -> ModuleOptimizer {
             config.arch_weight_decay as f32,
         )))
         .init()
-}
-
-fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
-    bar
 }

@@ -5,11 +5,8 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::clip::clip_global_norm;
@@ -178,15 +175,7 @@ pub fn train_genotype(
     let parameters = crate::nn::count_parameters(&model) - auxiliary_parameters;
     tracing::info!(parameters, auxiliary_parameters, "network built");
 
-    let optimizer = SgdConfig::new()
-        .with_momentum(Some(
-            MomentumConfig::new()
-                .with_momentum(config.momentum)
-                .with_dampening(0.0),
-        ))
-        .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
-        .init();
-    let mut optimizer = optimizer;
+    let mut optimizer = super::optim::sgd(config.momentum, config.weight_decay);
     let mut records = Vec::with_capacity(config.epochs);
     let mut start = 0;
     if let Some(r) = resumable.filter(|r| r.resume) {
@@ -210,13 +199,11 @@ pub fn train_genotype(
         let started = Instant::now();
         let lr = cosine_lr(config.lr, config.lr_min, epoch, config.epochs);
         let drop_prob = config.drop_prob(epoch);
-        let bar = ProgressBar::new(train.batches_per_epoch() as u64);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}, eta {eta})",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+        let bar = crate::report::progress::epoch_bar(
+            train.batches_per_epoch() as u64,
+            epoch + 1,
+            config.epochs,
+        );
 
         let mut loss_sum = 0.0;
         let mut correct = 0;
