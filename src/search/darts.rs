@@ -344,14 +344,7 @@ pub fn search(
 
         let eval_model = model.valid();
         let valid = evaluate(&mut data.valid_eval, &plain, |x| eval_model.forward(x));
-        if !valid.loss.is_finite() {
-            return Err(NasError::Numerical(format!(
-                "validation loss became {} after epoch {} although the training loss is finite: \
-                 batch-norm statistics diverged; lower --lr or check the data settings",
-                valid.loss,
-                epoch + 1
-            )));
-        }
+        valid.ensure_finite("validation", epoch + 1)?;
         genotype = derive(&model, config)?;
         let (alpha_normal, alpha_reduce) = model.architecture_weights();
         let record = EpochRecord {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::loss::{correct_count, cross_entropy};
 use super::tensors::batch_tensors;
 use crate::data::BatchLoader;
+use crate::error::{NasError, Result};
 
 /// Mean loss and accuracy over a split.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -16,6 +17,22 @@ pub struct EvalResult {
     pub accuracy: f64,
     /// Number of images evaluated.
     pub images: usize,
+}
+
+impl EvalResult {
+    /// Fails when the loss on `split` after `epoch` is not finite although training went on
+    /// (the training loop stops on a non-finite training loss itself): evaluation uses the
+    /// batch-norm running statistics, and those diverged.
+    pub fn ensure_finite(&self, split: &str, epoch: usize) -> Result<()> {
+        if self.loss.is_finite() {
+            return Ok(());
+        }
+        Err(NasError::Numerical(format!(
+            "{split} loss became {} after epoch {epoch} although the training loss is finite: \
+             batch-norm statistics diverged; lower --lr or check the data settings",
+            self.loss
+        )))
+    }
 }
 
 /// Evaluates `forward` (a model already put in evaluation mode with `valid()`, so that no
@@ -41,5 +58,29 @@ pub fn evaluate(
         loss: loss_sum / denominator,
         accuracy: correct as f64 / denominator,
         images,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_evaluation_loss_is_an_error_naming_split_and_epoch() {
+        let ok = EvalResult {
+            loss: 0.5,
+            accuracy: 0.9,
+            images: 10,
+        };
+        assert!(ok.ensure_finite("test", 1).is_ok());
+        let bad = EvalResult {
+            loss: f64::NAN,
+            ..ok
+        };
+        let message = bad.ensure_finite("validation", 3).unwrap_err().to_string();
+        assert!(
+            message.contains("validation loss became NaN after epoch 3"),
+            "{message}"
+        );
     }
 }

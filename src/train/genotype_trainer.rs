@@ -248,14 +248,7 @@ pub fn train_genotype(
         let result = evaluate(test, &plain, |x| {
             eval_model.forward(x, &DropPath::off()).logits
         });
-        if !result.loss.is_finite() {
-            return Err(NasError::Numerical(format!(
-                "test loss became {} after epoch {} although the training loss is finite: \
-                 batch-norm statistics diverged; lower --lr or check the data settings",
-                result.loss,
-                epoch + 1
-            )));
-        }
+        result.ensure_finite("test", epoch + 1)?;
         let record = TrainEpoch {
             epoch: epoch + 1,
             seed: config.seed,
