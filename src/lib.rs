@@ -5,7 +5,8 @@
 //!   DARTS text form, derivation of a discrete cell from architecture weights;
 //! - [`nn`]: operations and networks as burn modules: the search network with mixed edges and
 //!   the network built from a genotype;
-//! - [`search`]: search strategies (DARTS);
+//! - [`search`]: differentiable search (DARTS);
+//! - [`multi`]: multi-trial search: spaces as data, estimators, strategies, experiment store;
 //! - [`train`]: training and evaluating a network built from a genotype;
 //! - [`data`]: dataset readers, normalisation, augmentation and batching;
 //! - [`bench`]: timing a search step;
@@ -17,6 +18,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod multi;
 pub mod nn;
 pub mod report;
 pub mod search;

@@ -10,7 +10,7 @@ use nasrs::data::{self, Augment, BatchLoader, Dataset, DatasetKind, Normalizatio
 use nasrs::nn::{NetworkConfig, SearchNetworkConfig, named_parameters};
 use nasrs::search::{DartsConfig, DartsData, Resumable, search};
 use nasrs::space::published;
-use nasrs::train::{TrainConfig, train_genotype};
+use nasrs::train::{LrSchedule, TrainConfig, train_genotype};
 use nasrs::{NasError, Result};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -204,6 +204,7 @@ fn resumed_training_equals_uninterrupted_training() {
         batch_size: 64,
         lr: 0.025,
         lr_min: 0.0,
+        lr_schedule: LrSchedule::CosineStep,
         momentum: 0.9,
         weight_decay: 3e-4,
         grad_clip: 5.0,

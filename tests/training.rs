@@ -7,7 +7,7 @@ use nasrs::data::{self, Augment, BatchLoader, DatasetKind, Normalization};
 use nasrs::nn::{NetworkConfig, SearchNetworkConfig};
 use nasrs::search::DartsConfig;
 use nasrs::space::published;
-use nasrs::train::{TrainConfig, train_genotype};
+use nasrs::train::{LrSchedule, TrainConfig, train_genotype};
 
 fn train_config() -> TrainConfig {
     TrainConfig {
@@ -23,6 +23,7 @@ fn train_config() -> TrainConfig {
         batch_size: 64,
         lr: 0.025,
         lr_min: 0.0,
+        lr_schedule: LrSchedule::CosineStep,
         momentum: 0.9,
         weight_decay: 3e-4,
         grad_clip: 5.0,

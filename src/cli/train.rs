@@ -12,7 +12,7 @@ use nasrs::nn::NetworkConfig;
 use nasrs::report::OutputDir;
 use nasrs::search::Resumable;
 use nasrs::space::{Genotype, published};
-use nasrs::train::{TrainConfig, TrainEpoch, train_genotype};
+use nasrs::train::{LrSchedule, TrainConfig, TrainEpoch, train_genotype};
 use serde_json::json;
 
 use super::common::{DataArgs, DeviceArgs, eval_loader, stream_seed};
@@ -52,6 +52,9 @@ pub struct TrainArgs {
     /// Final learning rate.
     #[arg(long, default_value_t = 0.0)]
     lr_min: f64,
+    /// Whether the cosine schedule steps after every batch or once per epoch.
+    #[arg(long, value_enum, default_value_t = LrSchedule::CosineStep)]
+    lr_schedule: LrSchedule,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
@@ -109,6 +112,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         lr: args.lr,
         lr_min: args.lr_min,
+        lr_schedule: args.lr_schedule,
         momentum: args.momentum,
         weight_decay: args.weight_decay,
         grad_clip: args.grad_clip,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::clip::clip_global_norm;
 use super::tensors::batch_tensors;
-use super::{correct_count, cosine_lr, cross_entropy, evaluate};
+use super::{correct_count, cross_entropy, evaluate, LrSchedule};
 use crate::checkpoint::ensure_same_settings;
 use crate::data::{BatchLoader, LoaderState};
 use crate::error::{NasError, Result};
@@ -33,6 +33,9 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Final learning rate.
     pub lr_min: f64,
+    /// Whether the cosine moves per epoch or per batch.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
     /// SGD momentum.
     pub momentum: f64,
     /// SGD weight decay (L2).
@@ -112,7 +115,7 @@ pub struct TrainEpoch {
     pub epoch: usize,
     /// The seed of the run.
     pub seed: u64,
-    /// Learning rate used.
+    /// Learning rate at the first batch of the epoch.
     pub lr: f64,
     /// Drop-path probability used.
     pub drop_prob: f64,
@@ -197,7 +200,11 @@ pub fn train_genotype(
             config.seed ^ ((epoch as u64) << 32),
         );
         let started = Instant::now();
-        let lr = cosine_lr(config.lr, config.lr_min, epoch, config.epochs);
+        let steps = train.batches_per_epoch();
+        let lr_of = |step: usize| {
+            config.lr_schedule.lr(config.lr, config.lr_min, epoch, config.epochs, step, steps)
+        };
+        let lr = lr_of(0);
         let drop_prob = config.drop_prob(epoch);
         let bar = crate::report::progress::epoch_bar(
             train.batches_per_epoch() as u64,
@@ -208,7 +215,7 @@ pub fn train_genotype(
         let mut loss_sum = 0.0;
         let mut correct = 0;
         let mut images = 0;
-        for batch in train.epoch() {
+        for (step, batch) in train.epoch().enumerate() {
             let (x, y) = batch_tensors(&batch, &ad);
             let output = model.forward(x, &drop);
             let main = cross_entropy(output.logits.clone(), y.clone());
@@ -231,7 +238,7 @@ pub fn train_genotype(
 
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             clip_global_norm(&model, &mut grads, config.grad_clip);
-            model = optimizer.step(lr, model, grads);
+            model = optimizer.step(lr_of(step), model, grads);
             bar.set_message(format!("loss {:.3}", loss_sum / images as f64));
             bar.inc(1);
             crate::report::progress::log_if_hidden(

@@ -13,4 +13,4 @@ pub mod tensors;
 pub use evaluate::{EvalResult, evaluate};
 pub use genotype_trainer::{TrainConfig, TrainEpoch, TrainOutcome, train_genotype};
 pub use loss::{correct_count, cross_entropy};
-pub use schedule::cosine_lr;
+pub use schedule::{LrSchedule, cosine_at, cosine_lr};

@@ -1,0 +1,13 @@
+//! Multi-trial search: strategies propose whole architectures of a [`space::Space`], an
+//! [`estimator::Estimator`] evaluates each one, and the results feed the next proposals.
+
+pub mod estimator;
+pub mod history;
+pub mod space;
+pub mod strategies;
+pub mod strategy;
+
+pub use estimator::{Estimator, Evaluation};
+pub use history::{Constraint, History, Objective, Observation, Score, Scoring};
+pub use space::{Arch, Gene, Space};
+pub use strategy::Strategy;
