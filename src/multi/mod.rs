@@ -3,6 +3,8 @@
 
 pub mod estimator;
 pub mod history;
+pub mod mlp;
+pub mod pareto;
 pub mod space;
 pub mod strategies;
 pub mod strategy;

@@ -1,8 +1,16 @@
 //! The strategies: random search, regularized evolution, local search, predictor-guided search
 //! and multi-objective (Pareto) evolution.
 
+mod evolution;
+mod local;
+mod pareto;
+mod predictor;
 mod random;
 
+pub use evolution::RegularizedEvolution;
+pub use local::LocalSearch;
+pub use pareto::ParetoEvolution;
+pub use predictor::{Acquisition, PredictorConfig, PredictorSearch};
 pub use random::RandomSearch;
 
 use rand::Rng;
