@@ -1,6 +1,7 @@
 //! An interrupted run resumed from its checkpoint ends exactly where an uninterrupted run with
 //! the same seed ends: same architecture weights, same records, same genotype.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -106,7 +107,7 @@ fn resumed_search_equals_uninterrupted_search() {
             &mut search_data(&train, &norm),
             &device,
             Some(&resumable),
-            |r| stop_at(r.epoch),
+            |r| stop_at(r.epoch).map(|()| ControlFlow::Continue(())),
         );
         assert!(interrupted.is_err());
         assert!(resumable.checkpoint.exists());
@@ -227,7 +228,7 @@ fn resumed_training_equals_uninterrupted_training() {
             &mut test_loader,
             &device,
             resumable,
-            |r| stop_at(r.epoch),
+            |r| stop_at(r.epoch).map(|()| ControlFlow::Continue(())),
         )
     };
     let full = run(None, None).unwrap();

@@ -1,5 +1,6 @@
 //! Training a genotype end to end on the real digits data, and the settings checks.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use burn::prelude::*;
@@ -68,7 +69,7 @@ fn darts_v2_learns_digits() {
         &mut test_loader,
         &Device::flex(),
         None,
-        |_| Ok(()),
+        |_| Ok(ControlFlow::Continue(())),
     )
     .unwrap();
     let drop: Vec<f64> = outcome.epochs.iter().map(|e| e.drop_prob).collect();

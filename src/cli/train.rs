@@ -1,6 +1,7 @@
 //! `nas train`: train the network built from a genotype from scratch.
 
 use std::fmt::Write as _;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -178,7 +179,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &mut test,
         &device,
         Some(&resumable),
-        |r| out.append_jsonl("epochs.jsonl", r),
+        |r| {
+            out.append_jsonl("epochs.jsonl", r)?;
+            Ok(ControlFlow::Continue(()))
+        },
     )?;
     let lines: Vec<String> = outcome
         .epochs

@@ -2,12 +2,19 @@
 //! [`estimator::Estimator`] evaluates each one, and the results feed the next proposals.
 
 pub mod estimator;
+pub mod experiment;
 pub mod history;
 pub mod mlp;
 pub mod pareto;
 pub mod space;
+pub mod spaces;
+pub mod store;
 pub mod strategies;
 pub mod strategy;
+mod worker;
+pub mod tabular;
+pub mod trained;
+pub mod trajectory;
 
 pub use estimator::{Estimator, Evaluation};
 pub use history::{Constraint, History, Objective, Observation, Score, Scoring};

@@ -62,6 +62,13 @@ pub trait Space: Send + Sync {
     fn describe(&self, arch: &[usize]) -> String {
         self.key(arch)
     }
+
+    /// The cell genotype of `arch`, for spaces whose architectures are DARTS cells and can
+    /// therefore be built and trained as networks; `None` for other spaces.
+    fn genotype(&self, arch: &[usize]) -> Option<crate::space::Genotype> {
+        let _ = arch;
+        None
+    }
 }
 
 /// Whether `arch` has one in-range value per gene.

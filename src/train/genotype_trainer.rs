@@ -2,6 +2,7 @@
 //! appendix A.2): SGD with momentum, cosine schedule, drop path ramped linearly from 0, an
 //! optional auxiliary loss, and evaluation on the test split after every epoch.
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::clip::clip_global_norm;
 use super::tensors::batch_tensors;
-use super::{correct_count, cross_entropy, evaluate, LrSchedule};
+use super::{LrSchedule, correct_count, cross_entropy, evaluate};
 use crate::checkpoint::ensure_same_settings;
 use crate::data::{BatchLoader, LoaderState};
 use crate::error::{NasError, Result};
@@ -157,6 +158,8 @@ struct TrainState {
 
 /// Trains the network of `genotype` on `train`, evaluating on `test` after every epoch. With
 /// `resumable`, a checkpoint is written after every epoch and `resume` continues from it.
+/// `on_epoch` sees every epoch record and may end training early (early stopping) by
+/// returning [`ControlFlow::Break`].
 pub fn train_genotype(
     config: &TrainConfig,
     genotype: &Genotype,
@@ -164,7 +167,7 @@ pub fn train_genotype(
     test: &mut BatchLoader,
     device: &Device,
     resumable: Option<&Resumable>,
-    mut on_epoch: impl FnMut(&TrainEpoch) -> Result<()>,
+    mut on_epoch: impl FnMut(&TrainEpoch) -> Result<ControlFlow<()>>,
 ) -> Result<TrainOutcome> {
     config.check()?;
     let plain = device.clone().without_autodiff();
@@ -202,7 +205,9 @@ pub fn train_genotype(
         let started = Instant::now();
         let steps = train.batches_per_epoch();
         let lr_of = |step: usize| {
-            config.lr_schedule.lr(config.lr, config.lr_min, epoch, config.epochs, step, steps)
+            config
+                .lr_schedule
+                .lr(config.lr, config.lr_min, epoch, config.epochs, step, steps)
         };
         let lr = lr_of(0);
         let drop_prob = config.drop_prob(epoch);
@@ -289,7 +294,10 @@ pub fn train_genotype(
             r.checkpoint
                 .save(&model, &[("weights", &optimizer)], &state)?;
         }
-        on_epoch(&record)?;
+        if on_epoch(&record)?.is_break() {
+            tracing::debug!(epoch = epoch + 1, "training stopped early");
+            break;
+        }
     }
     Ok(TrainOutcome {
         epochs: records,
