@@ -44,7 +44,9 @@ impl FromStr for Objective {
             None => (None, text),
         };
         if metric.is_empty()
-            || !metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || !metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return Err(NasError::config(
                 "objective",

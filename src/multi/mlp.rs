@@ -58,7 +58,9 @@ impl Mlp {
                 Layer {
                     inputs: i,
                     outputs: o,
-                    w: (0..i * o).map(|_| rng.random_range(-bound..bound)).collect(),
+                    w: (0..i * o)
+                        .map(|_| rng.random_range(-bound..bound))
+                        .collect(),
                     b: vec![0.0; o],
                 }
             })

@@ -42,7 +42,11 @@ impl Strategy for LocalSearch {
         let current = history.done[start..]
             .iter()
             .filter(|o| o.fitness().is_some())
-            .max_by(|a, b| a.fitness().partial_cmp(&b.fitness()).expect("finite fitness"));
+            .max_by(|a, b| {
+                a.fitness()
+                    .partial_cmp(&b.fitness())
+                    .expect("finite fitness")
+            });
         let Some(current) = current else {
             return Ok(fresh_sample(space, history, &mut self.rng));
         };

@@ -60,7 +60,9 @@ impl ParetoEvolution {
         // Feasible points are sorted among themselves; infeasible ones come after all of them.
         let mut front = vec![0; scored.len()];
         for group in [true, false] {
-            let idx: Vec<usize> = (0..scored.len()).filter(|&i| feasible[i] == group).collect();
+            let idx: Vec<usize> = (0..scored.len())
+                .filter(|&i| feasible[i] == group)
+                .collect();
             let sub: Vec<Vec<f64>> = idx.iter().map(|&i| points[i].clone()).collect();
             let offset = if group { 0 } else { scored.len() };
             for (k, f) in fronts(&sub).into_iter().enumerate() {
@@ -109,7 +111,8 @@ impl Strategy for ParetoEvolution {
             let b = self.rng.random_range(0..n);
             let better = |x: usize, y: usize| {
                 ranked.front[x] < ranked.front[y]
-                    || (ranked.front[x] == ranked.front[y] && ranked.crowding[x] > ranked.crowding[y])
+                    || (ranked.front[x] == ranked.front[y]
+                        && ranked.crowding[x] > ranked.crowding[y])
             };
             let winner = if better(b, a) { b } else { a };
             if let Some(child) = space::mutate(space, &ranked.members[winner].arch, &mut self.rng)

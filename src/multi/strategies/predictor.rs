@@ -132,8 +132,14 @@ impl PredictorSearch {
 
     /// Fits the ensemble and fills the queue with the best candidates.
     fn refill(&mut self, space: &dyn Space, history: &History, scored: &[&Observation]) {
-        let xs: Vec<Vec<f32>> = scored.iter().map(|o| space::encode(space, &o.arch)).collect();
-        let raw: Vec<f64> = scored.iter().map(|o| o.fitness().expect("scored")).collect();
+        let xs: Vec<Vec<f32>> = scored
+            .iter()
+            .map(|o| space::encode(space, &o.arch))
+            .collect();
+        let raw: Vec<f64> = scored
+            .iter()
+            .map(|o| o.fitness().expect("scored"))
+            .collect();
         let mean = raw.iter().sum::<f64>() / raw.len() as f64;
         let std = (raw.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / raw.len() as f64)
             .sqrt()
@@ -259,8 +265,11 @@ impl Strategy for PredictorSearch {
                 return Ok(Some(arch));
             }
         }
-        let scored: Vec<&Observation> =
-            history.done.iter().filter(|o| o.fitness().is_some()).collect();
+        let scored: Vec<&Observation> = history
+            .done
+            .iter()
+            .filter(|o| o.fitness().is_some())
+            .collect();
         if history.proposed() < self.config.initial || scored.len() < 2 {
             return Ok(fresh_sample(space, history, &mut self.rng));
         }
@@ -300,12 +309,18 @@ mod tests {
 
     #[test]
     fn acquisition_parses() {
-        assert_eq!("ei".parse::<Acquisition>().unwrap(), Acquisition::ExpectedImprovement);
+        assert_eq!(
+            "ei".parse::<Acquisition>().unwrap(),
+            Acquisition::ExpectedImprovement
+        );
         assert_eq!(
             "ucb:0.5".parse::<Acquisition>().unwrap(),
             Acquisition::UpperConfidenceBound(0.5)
         );
         let err = "ucb:-1".parse::<Acquisition>().unwrap_err().to_string();
-        assert!(err.contains("acquisition") && err.contains("ucb:-1"), "{err}");
+        assert!(
+            err.contains("acquisition") && err.contains("ucb:-1"),
+            "{err}"
+        );
     }
 }
