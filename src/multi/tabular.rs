@@ -107,7 +107,9 @@ impl FromStr for Nb201Dataset {
 pub struct TableOptions {
     /// The column holding architecture keys.
     pub key_column: String,
-    /// The metric to select by; the first metric column when `None`.
+    /// The metric to select by; the first metric column when `None`. A metric whose name
+    /// contains `test` is reported as the test metric, so that selecting by it is flagged as an
+    /// oracle setting.
     pub selection: Option<String>,
 }
 
@@ -379,7 +381,8 @@ impl Estimator for TableEstimator {
         self.metrics.clone()
     }
 
-    /// For NAS-Bench-201, `test_accuracy`, which is the test metric: an oracle setting.
+    /// For NAS-Bench-201, `test_accuracy`, which is the test metric: an oracle setting. For a
+    /// user table, the chosen metric, flagged as a test metric when its name contains `test`.
     fn selection_metric(&self) -> (String, bool) {
         (self.selection.clone(), self.selection_is_test)
     }
