@@ -2,6 +2,8 @@
 
 mod bench;
 mod common;
+mod compare;
+mod multi;
 mod search;
 mod show;
 mod train;
@@ -22,9 +24,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Search for a cell with first-order DARTS and write the genotype.
+    /// Search: a cell with first-order DARTS (default), or whole architectures with a
+    /// multi-trial strategy (random, evolution, local, predictor, pareto).
     #[command(allow_negative_numbers = true)]
     Search(search::SearchArgs),
+    /// Run several multi-trial strategies over many seeds and compare their best-so-far curves.
+    #[command(allow_negative_numbers = true)]
+    Compare(compare::CompareArgs),
     /// Train the network built from a genotype from scratch and report its test accuracy.
     #[command(allow_negative_numbers = true)]
     Train(train::TrainArgs),
@@ -55,6 +61,7 @@ pub fn init_logging(verbose: u8) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Search(args) => search::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Train(args) => train::run(args),
         Command::Show(args) => show::run(args),
         Command::Bench(args) => bench::run(args),

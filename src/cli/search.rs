@@ -12,11 +12,22 @@ use nasrs::search::{DartsConfig, DartsData, EpochRecord, Resumable, search};
 use serde_json::json;
 
 use super::common::{DataArgs, DeviceArgs, eval_loader, stream_seed};
+use super::multi::{MultiArgs, MultiRun, StrategyKind, TrialTraining, run_search};
 
 /// Options of `nas search`. Defaults fit a 2-core CPU; the paper's CIFAR-10 search is
 /// `--cells 8 --channels 16 --epochs 50 --batch-size 64`.
 #[derive(Args, Debug)]
 pub struct SearchArgs {
+    /// Strategy: darts searches one weight-sharing network by gradient descent; the others
+    /// propose whole architectures of --space and evaluate each with --estimator.
+    #[arg(long, value_enum, default_value_t = StrategyKind::Darts)]
+    strategy: StrategyKind,
+    #[command(flatten)]
+    multi: MultiArgs,
+    /// Multi-trial search: workers evaluating trials at once in this process. More worker
+    /// processes join by running the same command with --resume.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
@@ -27,7 +38,7 @@ pub struct SearchArgs {
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Cells of the search network.
+    /// Cells of the search network (with --estimator train: of each trial's network).
     #[arg(long, default_value_t = 5)]
     cells: usize,
     /// Initial channels.
@@ -36,9 +47,9 @@ pub struct SearchArgs {
     /// Intermediate nodes per cell.
     #[arg(long, default_value_t = 4)]
     nodes: usize,
-    /// Epochs.
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
+    /// Epochs (default 10); with --estimator train, the most epochs of each trial (default 4).
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Batch size of both the weight and the architecture steps.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -84,6 +95,28 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
+    if args.strategy != StrategyKind::Darts {
+        return run_search(MultiRun {
+            kind: args.strategy,
+            args: &args.multi,
+            data: &args.data,
+            device: &args.device,
+            training: TrialTraining {
+                cells: args.cells,
+                channels: args.channels,
+                nodes: args.nodes,
+                epochs: args.epochs.unwrap_or(4),
+                batch_size: args.batch_size,
+                lr: args.lr,
+            },
+            seed: args.seed,
+            output: &args.output,
+            workers: args.workers,
+            resume: args.resume,
+            overwrite: args.overwrite,
+        });
+    }
+    let epochs = args.epochs.unwrap_or(10);
     let device = args.device.device()?;
     let out = OutputDir::create(&args.output)?;
     let prepared = args.data.prepare(stream_seed(args.seed, 1))?;
@@ -105,7 +138,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     };
     let config = DartsConfig {
         network,
-        epochs: args.epochs,
+        epochs,
         batch_size: args.batch_size,
         lr: args.lr,
         lr_min: args.lr_min,

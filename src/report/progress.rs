@@ -18,7 +18,8 @@ pub fn epoch_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
 }
 
 /// When the bar is hidden (stderr is not a terminal: a log file, `nohup`, CI), logs the
-/// position about every tenth of the epoch, so a long run can still be followed.
+/// position about every tenth of the epoch, so a long run can still be followed. Epochs shorter
+/// than half a minute (small datasets, the trials of a multi-trial search) log nothing.
 pub fn log_if_hidden(bar: &ProgressBar, epoch: usize, loss: f64, started: Instant) {
     if !bar.is_hidden() {
         return;
@@ -26,8 +27,8 @@ pub fn log_if_hidden(bar: &ProgressBar, epoch: usize, loss: f64, started: Instan
     let done = bar.position();
     let total = bar.length().unwrap_or(done).max(1);
     let every = total.div_ceil(10).max(1);
-    if done.is_multiple_of(every) || done == total {
-        let seconds = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
+    if seconds >= 30.0 && (done.is_multiple_of(every) || done == total) {
         tracing::info!(
             epoch,
             step = format!("{done}/{total}"),

@@ -24,6 +24,23 @@ fn escape(text: &str) -> String {
 
 /// A line chart with axes, five ticks per axis and a legend.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    chart(title, x_label, y_label, series, &vec![true; series.len()])
+}
+
+/// A scatter plot: the points of each series unjoined, except the series whose index is in
+/// `joined` (for example a Pareto front drawn as a staircase of points joined in order).
+pub fn scatter_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    joined: &[usize],
+) -> String {
+    let join: Vec<bool> = (0..series.len()).map(|i| joined.contains(&i)).collect();
+    chart(title, x_label, y_label, series, &join)
+}
+
+fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series], join: &[bool]) -> String {
     let (width, height) = (560.0, 320.0);
     let (left, right, top, bottom) = (60.0, 150.0, 30.0, 45.0);
     let plot_w = width - left - right;
@@ -142,12 +159,16 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             .filter(|p| p.1.is_finite())
             .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
             .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-            path.join(" ")
-        );
-        for point in &path {
+        if join[i] {
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+                path.join(" ")
+            );
+        }
+        // Long joined series (trajectories over hundreds of evaluations) read better as lines.
+        let marks = !join[i] || path.len() <= 60;
+        for point in path.iter().filter(|_| marks) {
             let (x, y) = point.split_once(',').unwrap_or(("0", "0"));
             let _ = writeln!(
                 svg,

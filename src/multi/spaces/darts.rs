@@ -124,6 +124,10 @@ impl Space for DartsCellSpace {
         "darts"
     }
 
+    fn genotype(&self, arch: &[usize]) -> Option<Genotype> {
+        Some(DartsCellSpace::genotype(self, arch))
+    }
+
     fn genes(&self) -> &[Gene] {
         &self.genes
     }
