@@ -11,10 +11,10 @@ pub mod spaces;
 pub mod store;
 pub mod strategies;
 pub mod strategy;
-mod worker;
 pub mod tabular;
 pub mod trained;
 pub mod trajectory;
+mod worker;
 
 pub use estimator::{Estimator, Evaluation};
 pub use history::{Constraint, History, Objective, Observation, Score, Scoring};
