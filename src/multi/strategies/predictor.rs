@@ -51,7 +51,7 @@ impl FromStr for Acquisition {
 pub struct PredictorConfig {
     /// Uniform draws before the first fit.
     pub initial: usize,
-    /// Architectures proposed per fit.
+    /// Architectures proposed per fit (more once a tenth of the evaluations exceeds it).
     pub batch: usize,
     /// Networks in the ensemble.
     pub ensemble: usize,
@@ -110,8 +110,9 @@ impl PredictorConfig {
 /// Predictor-guided search (in the spirit of BANANAS, White et al. 2021): after `initial`
 /// uniform draws, fit an ensemble of MLPs on the one-hot encodings of everything evaluated,
 /// build candidates from all neighbours and random one- or two-gene mutations of the
-/// `parents` best architectures (plus as many uniform draws, to keep exploring), and
-/// propose the `batch` candidates with the best acquisition value before fitting again.
+/// `parents` best architectures (plus as many uniform draws, to keep exploring), and propose
+/// the `batch` candidates (later a tenth of the evaluations so far) with the best acquisition
+/// value before fitting again.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PredictorSearch {
     config: PredictorConfig,
@@ -128,6 +129,13 @@ impl PredictorSearch {
             queue: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
         })
+    }
+
+    /// Proposals made from one fit: `batch`, or a tenth of the evaluations so far once that is
+    /// more, so that the cost of fitting stays proportional to the budget's logarithm rather
+    /// than to the budget.
+    fn proposals_per_fit(&self, evaluated: usize) -> usize {
+        self.config.batch.max(evaluated.div_ceil(10))
     }
 
     /// Fits the ensemble and fills the queue with the best candidates.
@@ -184,7 +192,7 @@ impl PredictorSearch {
             .collect();
         // Stable: among equal values the earlier candidate (closer to the best parents) wins.
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-        ranked.truncate(self.config.batch);
+        ranked.truncate(self.proposals_per_fit(scored.len()));
         // The queue is popped from the back: store the best last.
         self.queue = ranked.into_iter().rev().map(|(_, a)| a).collect();
     }
