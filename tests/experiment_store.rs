@@ -557,6 +557,11 @@ fn foreign_and_mismatched_stores_are_clear_errors() {
     ] {
         assert!(text.contains("not a nasrs experiment store"), "{text}");
     }
+    let mode: String = rusqlite::Connection::open(&file)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "the foreign database keeps its journal mode");
 
     // A store of another schema version.
     let dir = temp_dir("version");

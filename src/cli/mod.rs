@@ -7,6 +7,7 @@ mod multi;
 mod search;
 mod show;
 mod train;
+mod trials;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -39,6 +40,9 @@ enum Command {
     /// Time one DARTS search step (forward, forward + backward, full bi-level step).
     #[command(allow_negative_numbers = true)]
     Bench(bench::BenchArgs),
+    /// List the trials of an experiment directory: status, objective metrics, seconds, seed,
+    /// key and error of each.
+    Trials(trials::TrialsArgs),
 }
 
 /// Logs to stderr at `info` by default.
@@ -65,5 +69,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Show(args) => show::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Trials(args) => trials::run(args),
     }
 }

@@ -304,6 +304,21 @@ impl Store {
             .map_err(|e| db_error(&path, "cannot open", e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| db_error(&path, "cannot set the busy timeout", e))?;
+        let store = Store { conn, path };
+        // A database of something else is turned away before anything in it changes.
+        let has_tables: bool = store
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| db_error(&store.path, "cannot read the tables", e))?;
+        if has_tables {
+            store.check_format()?;
+        }
+        let Store { conn, path } = store;
+
         // Switching a new file to WAL takes a lock that another connection doing the same may
         // hold for a moment; the mode is persistent, so only the first switch does any work.
         let mut attempt = 0;
