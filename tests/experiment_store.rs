@@ -18,8 +18,8 @@ use nasrs::multi::experiment::{
     Experiment, ExperimentSpec, list_trials, run_in_memory, trial_seed,
 };
 use nasrs::multi::store::{Store, Trial, TrialStatus};
-use nasrs::multi::strategies::RandomSearch;
-use nasrs::multi::{Arch, Estimator, Evaluation, Gene, Score, Scoring, Space};
+use nasrs::multi::strategies::{LocalSearch, RandomSearch, RegularizedEvolution};
+use nasrs::multi::{Arch, Estimator, Evaluation, Gene, Score, Scoring, Space, Strategy};
 use nasrs::{NasError, Result};
 
 /// Three genes of four options: 64 architectures.
@@ -162,10 +162,19 @@ impl Estimator for Toy {
 const SEED: u64 = 11;
 
 fn spec<'a>(space: &'a Grid, estimator: &'a Toy, budget: usize) -> ExperimentSpec<'a> {
+    spec_with(space, estimator, budget, Box::new(RandomSearch::new(SEED)))
+}
+
+fn spec_with<'a>(
+    space: &'a Grid,
+    estimator: &'a Toy,
+    budget: usize,
+    strategy: Box<dyn Strategy>,
+) -> ExperimentSpec<'a> {
     ExperimentSpec {
         space,
         estimator,
-        strategy: Box::new(RandomSearch::new(SEED)),
+        strategy,
         scoring: Scoring::single("max:accuracy".parse().unwrap()),
         budget,
         seed: SEED,
@@ -335,6 +344,85 @@ fn resumed_runs_equal_an_uninterrupted_one() {
             "panic at {k}"
         );
     }
+}
+
+/// Strategies whose proposals depend on the results so far (tournaments among the evaluated,
+/// steps from the best) resume exactly too, because a trial left pending or running is
+/// evaluated before anything new is proposed.
+#[test]
+fn history_dependent_strategies_resume_exactly() {
+    let strategies: [(&str, fn() -> Box<dyn Strategy>); 2] = [
+        ("evolution", || {
+            Box::new(RegularizedEvolution::new(8, 3, SEED).unwrap())
+        }),
+        ("local", || Box::new(LocalSearch::new(SEED))),
+    ];
+    let space = Grid::new();
+    for (name, strategy) in strategies {
+        let toy = Toy::new();
+        let expected = essentials(&run_in_memory(spec_with(&space, &toy, 30, strategy())).unwrap());
+        let uninterrupted = temp_dir(&format!("{name}-plain"));
+        let experiment =
+            Experiment::create(&uninterrupted, spec_with(&space, &toy, 30, strategy())).unwrap();
+        experiment.run(1).unwrap();
+        assert_eq!(
+            essentials(&experiment.trials().unwrap()),
+            expected,
+            "{name}"
+        );
+
+        // A limit after 5 evaluations, then a panic in evaluation 12, then the rest.
+        let dir = temp_dir(&format!("{name}-interrupted"));
+        let first = Experiment::create(&dir, spec_with(&space, &toy, 30, strategy())).unwrap();
+        first.run_limited(1, Some(5)).unwrap();
+        drop(first);
+        let crashing = Toy {
+            panic_at: Some(6),
+            ..Toy::new()
+        };
+        let second = Experiment::open(&dir, spec_with(&space, &crashing, 30, strategy())).unwrap();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| second.run(1)));
+        assert!(outcome.is_err());
+        drop(second);
+        let last = Experiment::open(&dir, spec_with(&space, &toy, 30, strategy())).unwrap();
+        last.run(1).unwrap();
+        assert_eq!(essentials(&last.trials().unwrap()), expected, "{name}");
+    }
+}
+
+/// The storeless loop is fast enough for studies over hundreds of seeds, and each run is a
+/// function of its seed.
+#[test]
+fn in_memory_runs_over_many_seeds() {
+    let (space, toy) = (Grid::new(), Toy::new());
+    let run = |seed: u64| {
+        let mut s = spec_with(&space, &toy, 40, Box::new(RandomSearch::new(seed)));
+        s.seed = seed;
+        run_in_memory(s).unwrap()
+    };
+    let start = Instant::now();
+    let mut firsts = BTreeSet::new();
+    for seed in 0..300 {
+        let trials = run(seed);
+        assert_eq!(trials.len(), 40);
+        let keys: BTreeSet<&str> = trials.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys.len(), 40, "seed {seed}");
+        assert!(trials.iter().all(|t| t.seed == trial_seed(seed, t.id)));
+        firsts.insert(trials[0].key.clone());
+    }
+    let elapsed = start.elapsed();
+    eprintln!(
+        "300 in-memory runs of 40 trials: {:.3} s",
+        elapsed.as_secs_f64()
+    );
+    // Different seeds start in different places: 300 uniform draws from 64 architectures
+    // leave fewer than 50 distinct first keys with negligible probability.
+    assert!(
+        firsts.len() >= 50,
+        "{} distinct first proposals",
+        firsts.len()
+    );
+    assert_eq!(essentials(&run(5)), essentials(&run(5)));
 }
 
 /// Environment of a child worker: the experiment directory, budget, sleep per evaluation in
@@ -561,7 +649,10 @@ fn foreign_and_mismatched_stores_are_clear_errors() {
         .unwrap()
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(mode, "delete", "the foreign database keeps its journal mode");
+    assert_eq!(
+        mode, "delete",
+        "the foreign database keeps its journal mode"
+    );
 
     // A store of another schema version.
     let dir = temp_dir("version");
