@@ -494,6 +494,9 @@ fn digits_estimator() -> TrainedEstimator {
     .unwrap()
 }
 
+/// What must agree between an interrupted and an uninterrupted run: key, seed and metrics.
+type TrialView = (String, u64, Option<BTreeMap<String, f64>>);
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nasrs-strategies-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -533,7 +536,7 @@ fn trained_evolution_on_digits_resumes_to_the_uninterrupted_result() {
     let third = Experiment::open(&dir, spec(4)).unwrap();
     third.run(1).unwrap();
     let resumed = third.trials().unwrap();
-    let view = |ts: &[Trial]| -> Vec<(String, u64, Option<BTreeMap<String, f64>>)> {
+    let view = |ts: &[Trial]| -> Vec<TrialView> {
         ts.iter()
             .map(|t| {
                 let mut m = t.metrics.clone();

@@ -107,7 +107,7 @@ fn resumed_search_equals_uninterrupted_search() {
             &mut search_data(&train, &norm),
             &device,
             Some(&resumable),
-            |r| stop_at(r.epoch).map(|()| ControlFlow::Continue(())),
+            |r| stop_at(r.epoch),
         );
         assert!(interrupted.is_err());
         assert!(resumable.checkpoint.exists());

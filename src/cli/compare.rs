@@ -23,7 +23,12 @@ use super::multi::{
 #[derive(Args, Debug)]
 pub struct CompareArgs {
     /// Strategies to compare, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "random,evolution,predictor")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "random,evolution,predictor"
+    )]
     strategies: Vec<StrategyKind>,
     /// Number of seeds per strategy (seeds --first-seed, --first-seed + 1, ...).
     #[arg(long, default_value_t = 100)]
@@ -146,7 +151,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         let seconds = started.elapsed().as_secs_f64();
         let stats = (0..budget)
             .map(|e| {
-                let values: Vec<f64> = curves.iter().map(|c| c[e]).filter(|v| v.is_finite()).collect();
+                let values: Vec<f64> = curves
+                    .iter()
+                    .map(|c| c[e])
+                    .filter(|v| v.is_finite())
+                    .collect();
                 MeanSe::of(&values).unwrap_or(MeanSe {
                     mean: f64::NAN,
                     se: f64::NAN,
@@ -171,11 +180,24 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
 
     let exact_random = exact_random_expectation(&args, &reported, &first.metric, budget)?;
-    let mut at: Vec<usize> = args.at.iter().copied().filter(|&a| a >= 1 && a <= budget).collect();
+    let mut at: Vec<usize> = args
+        .at
+        .iter()
+        .copied()
+        .filter(|&a| a >= 1 && a <= budget)
+        .collect();
     at.push(budget);
     at.sort_unstable();
     at.dedup();
-    write_outputs(&out, &args, &results, &at, exact_random.as_deref(), &reported, estimator.as_ref())?;
+    write_outputs(
+        &out,
+        &args,
+        &results,
+        &at,
+        exact_random.as_deref(),
+        &reported,
+        estimator.as_ref(),
+    )?;
     Ok(())
 }
 
@@ -224,7 +246,9 @@ fn exact_random_expectation(
         Some(p) => p.clone(),
         None => {
             let dir = args.data.data_dir.clone().unwrap_or_default();
-            let nested = dir.join("nas-bench-201").join("nats_bench_tss_200ep_test_acc.csv");
+            let nested = dir
+                .join("nas-bench-201")
+                .join("nats_bench_tss_200ep_test_acc.csv");
             if nested.is_file() {
                 nested
             } else {
@@ -255,7 +279,16 @@ fn write_outputs(
     let mut csv = String::from("strategy,evaluations,mean,se,std,seeds\n");
     for r in results {
         for (e, s) in r.stats.iter().enumerate() {
-            let _ = writeln!(csv, "{},{},{},{},{},{}", r.strategy, e + 1, s.mean, s.se, s.std, s.n);
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{}",
+                r.strategy,
+                e + 1,
+                s.mean,
+                s.se,
+                s.std,
+                s.n
+            );
         }
     }
     if let Some(exact) = exact_random {
@@ -296,7 +329,11 @@ fn write_outputs(
     if let Some(exact) = exact_random {
         series.push(Series {
             name: "random, exact expectation",
-            points: exact.iter().enumerate().map(|(e, &v)| ((e + 1) as f64, v)).collect(),
+            points: exact
+                .iter()
+                .enumerate()
+                .map(|(e, &v)| ((e + 1) as f64, v))
+                .collect(),
         });
     }
     out.write_text(
@@ -318,7 +355,10 @@ fn write_outputs(
         "- seeds: {} (from {}), budget {} evaluations each",
         args.seeds, args.first_seed, args.multi.budget
     );
-    let _ = writeln!(md, "- value: {reported} of the incumbent (best by the first objective)");
+    let _ = writeln!(
+        md,
+        "- value: {reported} of the incumbent (best by the first objective)"
+    );
     if estimator.selection_metric().1 {
         let _ = writeln!(
             md,
@@ -362,21 +402,24 @@ fn write_outputs(
          strategy), finals.csv (every seed at the reported counts), trajectory.svg."
     );
     out.write_text("summary.md", &md)?;
-    out.write_json("config.json", &serde_json::json!({
-        "command": "compare",
-        "nasrs_version": env!("CARGO_PKG_VERSION"),
-        "strategies": results.iter().map(|r| r.strategy).collect::<Vec<_>>(),
-        "seeds": args.seeds,
-        "first_seed": args.first_seed,
-        "budget": args.multi.budget,
-        "space": args.multi.space,
-        "estimator": estimator.describe(),
-        "population": args.multi.population,
-        "sample": args.multi.sample,
-        "initial": args.multi.initial,
-        "acquisition": args.multi.acquisition,
-        "seconds": results.iter().map(|r| (r.strategy, r.seconds)).collect::<Vec<_>>(),
-    }))?;
+    out.write_json(
+        "config.json",
+        &serde_json::json!({
+            "command": "compare",
+            "nasrs_version": env!("CARGO_PKG_VERSION"),
+            "strategies": results.iter().map(|r| r.strategy).collect::<Vec<_>>(),
+            "seeds": args.seeds,
+            "first_seed": args.first_seed,
+            "budget": args.multi.budget,
+            "space": args.multi.space,
+            "estimator": estimator.describe(),
+            "population": args.multi.population,
+            "sample": args.multi.sample,
+            "initial": args.multi.initial,
+            "acquisition": args.multi.acquisition,
+            "seconds": results.iter().map(|r| (r.strategy, r.seconds)).collect::<Vec<_>>(),
+        }),
+    )?;
     println!("{md}");
     Ok(())
 }

@@ -288,9 +288,11 @@ pub fn build_strategy(
     Ok(match kind {
         StrategyKind::Darts => anyhow::bail!("DARTS is not a multi-trial strategy"),
         StrategyKind::Random => Box::new(RandomSearch::new(seed)),
-        StrategyKind::Evolution => {
-            Box::new(RegularizedEvolution::new(args.population, args.sample, seed)?)
-        }
+        StrategyKind::Evolution => Box::new(RegularizedEvolution::new(
+            args.population,
+            args.sample,
+            seed,
+        )?),
         StrategyKind::Local => Box::new(LocalSearch::new(seed)),
         StrategyKind::Predictor => {
             let config = PredictorConfig {
@@ -520,7 +522,12 @@ fn write_report(
         .count();
     let mut md = String::new();
     let _ = writeln!(md, "# Multi-trial search: {}\n", kind.name());
-    let _ = writeln!(md, "- space: {} ({} genes)", space.kind(), space.genes().len());
+    let _ = writeln!(
+        md,
+        "- space: {} ({} genes)",
+        space.kind(),
+        space.genes().len()
+    );
     let _ = writeln!(md, "- estimator: {}", estimator.describe());
     let objectives: Vec<String> = scoring.objectives.iter().map(|o| o.to_string()).collect();
     let _ = writeln!(md, "- objectives: {}", objectives.join(", "));
@@ -554,8 +561,14 @@ fn write_report(
             }
         }
         if let Some(genotype) = space.genotype(&best.arch) {
-            out.write_text("best_genotype.json", &format!("{}\n", genotype.to_json_string()))?;
-            out.write_text("best_genotype.txt", &format!("{}\n", genotype.to_darts_text()))?;
+            out.write_text(
+                "best_genotype.json",
+                &format!("{}\n", genotype.to_json_string()),
+            )?;
+            out.write_text(
+                "best_genotype.txt",
+                &format!("{}\n", genotype.to_darts_text()),
+            )?;
             let _ = writeln!(
                 md,
                 "\nThe cell is in best_genotype.json; `nas train --genotype {}` trains it.",
@@ -573,8 +586,7 @@ fn write_report(
         let feasible: Vec<usize> = (0..done.len())
             .filter(|&i| done[i].score.as_ref().expect("done").feasible)
             .collect();
-        let feasible_points: Vec<Vec<f64>> =
-            feasible.iter().map(|&i| points[i].clone()).collect();
+        let feasible_points: Vec<Vec<f64>> = feasible.iter().map(|&i| points[i].clone()).collect();
         let mut front: Vec<usize> = pareto_front(&feasible_points)
             .into_iter()
             .map(|k| feasible[k])

@@ -68,6 +68,8 @@ pub fn crowding_distance(points: &[Vec<f64>], members: &[usize]) -> Vec<f64> {
         return distance;
     }
     let objectives = points[members[0]].len();
+    // Objective k of every member is read through two levels of indices; a range is clearest.
+    #[allow(clippy::needless_range_loop)]
     for k in 0..objectives {
         let mut order: Vec<usize> = (0..m).collect();
         order.sort_by(|&a, &b| points[members[a]][k].total_cmp(&points[members[b]][k]));
