@@ -346,12 +346,15 @@ fn resumed_runs_equal_an_uninterrupted_one() {
     }
 }
 
+/// Builds a fresh strategy with the same settings each time.
+type MakeStrategy = fn() -> Box<dyn Strategy>;
+
 /// Strategies whose proposals depend on the results so far (tournaments among the evaluated,
 /// steps from the best) resume exactly too, because a trial left pending or running is
 /// evaluated before anything new is proposed.
 #[test]
 fn history_dependent_strategies_resume_exactly() {
-    let strategies: [(&str, fn() -> Box<dyn Strategy>); 2] = [
+    let strategies: [(&str, MakeStrategy); 2] = [
         ("evolution", || {
             Box::new(RegularizedEvolution::new(8, 3, SEED).unwrap())
         }),
