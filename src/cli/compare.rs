@@ -297,6 +297,11 @@ fn write_outputs(
         }
     }
     out.write_text("trajectory.csv", &csv)?;
+    let json: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| serde_json::json!({ "strategy": r.strategy, "seconds": r.seconds, "stats": r.stats }))
+        .collect();
+    out.write_json("trajectory.json", &json)?;
 
     let mut finals = String::from("strategy,seed");
     for a in at {
@@ -380,7 +385,7 @@ fn write_outputs(
         let _ = write!(md, "| {} |", r.strategy);
         for &a in at {
             let s = r.stats[a - 1];
-            let _ = write!(md, " {:.3} ± {:.3} |", s.mean, s.se);
+            let _ = write!(md, " {:.3} ± {:.3} (sd {:.2}) |", s.mean, s.se, s.std);
         }
         let _ = writeln!(md, " {:.2} |", r.seconds);
     }
@@ -398,8 +403,9 @@ fn write_outputs(
     }
     let _ = writeln!(
         md,
-        "\nmean ± standard error of the mean over seeds. Files: trajectory.csv (mean curve per \
-         strategy), finals.csv (every seed at the reported counts), trajectory.svg."
+        "\nmean ± standard error of the mean over seeds (sd: standard deviation across seeds). \
+         Files: trajectory.csv and trajectory.json (mean curve per strategy), finals.csv (every seed at the reported \
+         counts), trajectory.svg."
     );
     out.write_text("summary.md", &md)?;
     out.write_json(

@@ -483,6 +483,7 @@ fn write_report(
         );
     }
     out.write_text("trajectory.csv", &traj)?;
+    out.write_json("trajectory.json", &curve)?;
     let best_points: Vec<(f64, f64)> = curve
         .iter()
         .filter_map(|p| p.fitness.map(|f| (p.evaluations as f64, first.oriented(f))))
@@ -646,8 +647,8 @@ fn write_report(
     }
     let _ = writeln!(
         md,
-        "Files: trials.csv (every trial), trajectory.csv and trajectory.svg (best so far against \
-         evaluations){}, experiment.sqlite (the store; `nas trials {}` lists it).",
+        "Files: trials.csv (every trial), trajectory.csv, trajectory.json and trajectory.svg (best \
+         so far against evaluations){}, experiment.sqlite (the store; `nas trials {}` lists it).",
         if scoring.objectives.len() >= 2 {
             ", pareto.csv and pareto.svg"
         } else {
