@@ -135,3 +135,66 @@ pub fn stream_seed(seed: u64, stream: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// What a multi-trial experiment writes into its output directory.
+pub const EXPERIMENT_FILES: &[&str] = &[
+    "experiment.sqlite",
+    "experiment.sqlite-wal",
+    "experiment.sqlite-shm",
+    "config.json",
+    "trials.csv",
+    "trajectory.csv",
+    "trajectory.json",
+    "trajectory.svg",
+    "pareto.csv",
+    "pareto.svg",
+    "best_genotype.json",
+    "best_genotype.txt",
+    "summary.md",
+];
+
+/// What a DARTS search or a training run writes into its output directory (besides the
+/// `checkpoint` folder).
+pub const EPOCH_RUN_FILES: &[&str] = &[
+    "config.json",
+    "epochs.jsonl",
+    "genotype.json",
+    "genotype.txt",
+    "model.bpk",
+    "summary.md",
+    "report.html",
+    "loss.svg",
+    "accuracy.svg",
+    "parameter_free.svg",
+    "alpha_normal.svg",
+    "alpha_reduce.svg",
+];
+
+/// Whether `dir` holds a multi-trial experiment.
+pub fn holds_experiment(dir: &std::path::Path) -> bool {
+    dir.join("experiment.sqlite").exists()
+}
+
+/// Whether `dir` holds a DARTS search or a training run.
+pub fn holds_epoch_run(dir: &std::path::Path) -> bool {
+    dir.join("checkpoint").exists() || dir.join("epochs.jsonl").exists()
+}
+
+/// Removes the files of a run of either kind from `dir` (and nothing else), so that a replaced
+/// run leaves no stale result beside the new one.
+pub fn remove_run_files(dir: &std::path::Path) -> anyhow::Result<()> {
+    for name in EXPERIMENT_FILES.iter().chain(EPOCH_RUN_FILES) {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    for name in ["checkpoint", "checkpoint.old", "checkpoint.tmp"] {
+        let path = dir.join(name);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -67,6 +67,9 @@ pub struct CompareArgs {
     /// Output directory.
     #[arg(long, default_value = "runs/compare")]
     output: PathBuf,
+    /// Replace a comparison already in --output.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// One strategy's result over all seeds.
@@ -119,6 +122,13 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     } else {
         first.metric.clone()
     };
+    if args.output.join("summary.md").exists() && !args.overwrite {
+        anyhow::bail!(
+            "invalid setting `output`: {} already holds results: pass --overwrite to replace \
+             them, or choose another --output",
+            args.output.display()
+        );
+    }
     let out = OutputDir::create(&args.output)?;
 
     let mut results = Vec::new();

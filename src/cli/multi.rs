@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use nasrs::data::split_indices;
 use nasrs::multi::experiment::{Experiment, ExperimentSpec, history_of};
@@ -23,7 +22,9 @@ use nasrs::multi::{Constraint, Estimator, Objective, Scoring, Space, Strategy};
 use nasrs::report::OutputDir;
 use nasrs::report::svg::{Series, line_chart, scatter_chart};
 
-use super::common::{DataArgs, DeviceArgs, stream_seed};
+use super::common::{
+    DataArgs, DeviceArgs, holds_epoch_run, holds_experiment, remove_run_files, stream_seed,
+};
 
 /// The file name of the NAS-Bench-201 table under a data directory.
 const NB201_FILE: &str = "nats_bench_tss_200ep_test_acc.csv";
@@ -167,6 +168,17 @@ pub fn build_estimator(
             Box::new(TableEstimator::nb201(&path, dataset)?)
         }
         "train" => {
+            let mut probe = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+            if space
+                .genotype(&nasrs::multi::space::sample(space, &mut probe))
+                .is_none()
+            {
+                anyhow::bail!(
+                    "invalid setting `estimator`: training builds networks from DARTS cells, but \
+                     --space is {}; use --space darts, or a table estimator",
+                    args.space
+                );
+            }
             if !(0.0 < args.valid_portion && args.valid_portion < 1.0) {
                 anyhow::bail!(
                     "invalid setting `valid_portion`: must be strictly between 0 and 1, found {}",
@@ -260,15 +272,15 @@ pub fn build_scoring(args: &MultiArgs, estimator: &dyn Estimator) -> anyhow::Res
         .iter()
         .map(|c| c.parse::<Constraint>())
         .collect::<nasrs::Result<Vec<_>>>()?;
-    for name in objectives
+    let named = objectives
         .iter()
-        .map(|o| &o.metric)
-        .chain(constraints.iter().map(|c| &c.metric))
-    {
+        .map(|o| ("objective", &o.metric))
+        .chain(constraints.iter().map(|c| ("constraint", &c.metric)));
+    for (field, name) in named {
         if !metrics.contains(name) {
             anyhow::bail!(
-                "invalid setting `objective`: the estimator reports no metric `{name}`; it \
-                 reports {}",
+                "invalid setting `{field}`: the estimator reports no metric `{name}`; it reports \
+                 {}",
                 metrics.join(", ")
             );
         }
@@ -346,30 +358,27 @@ pub fn run_search(run: MultiRun<'_>) -> anyhow::Result<()> {
     }
     let strategy = build_strategy(run.kind, args, strategy_seed(run.seed))?;
     let out = OutputDir::create(run.output)?;
-    let store = out.path(nasrs::multi::store::STORE_FILE);
-    if store.exists() && !run.resume {
+    let root = out.root();
+    if run.resume {
+        if !holds_experiment(root) {
+            let what = if holds_epoch_run(root) {
+                "holds a DARTS search or training run, not a multi-trial experiment"
+            } else {
+                "holds no experiment to resume"
+            };
+            anyhow::bail!("invalid setting `resume`: {} {what}", root.display());
+        }
+    } else if holds_experiment(root) || holds_epoch_run(root) {
         if !run.overwrite {
             anyhow::bail!(
-                "invalid setting `output`: {} holds an experiment: pass --resume to continue it \
-                 (or to add a worker process to it), --overwrite to replace it, or choose \
-                 another --output",
-                run.output.display()
+                "invalid setting `output`: {} holds a run: pass --resume to continue an \
+                 experiment (or to add a worker process to it), --overwrite to replace it, or \
+                 choose another --output",
+                root.display()
             );
         }
-        tracing::warn!(dir = %run.output.display(), "replacing the experiment in this directory");
-        for suffix in ["", "-wal", "-shm"] {
-            let file = PathBuf::from(format!("{}{suffix}", store.display()));
-            if file.exists() {
-                std::fs::remove_file(&file)
-                    .with_context(|| format!("removing {}", file.display()))?;
-            }
-        }
-    }
-    if run.resume && !store.exists() {
-        anyhow::bail!(
-            "invalid setting `resume`: {} holds no experiment to resume",
-            run.output.display()
-        );
+        tracing::warn!(dir = %root.display(), "replacing the run in this directory");
+        remove_run_files(root)?;
     }
     let spec = ExperimentSpec {
         space: space.as_ref(),
@@ -379,8 +388,9 @@ pub fn run_search(run: MultiRun<'_>) -> anyhow::Result<()> {
         budget: args.budget,
         seed: run.seed,
     };
+    // Resuming also completes a store whose creation was interrupted.
     let experiment = if run.resume {
-        Experiment::open(out.root(), spec)?
+        Experiment::open_or_create(out.root(), spec)?
     } else {
         Experiment::create(out.root(), spec)?
     };
@@ -412,6 +422,7 @@ pub fn run_search(run: MultiRun<'_>) -> anyhow::Result<()> {
         &scoring,
         &trials,
         run.seed,
+        args.budget,
     )?;
     if summary.exhausted {
         tracing::info!("the strategy found no unseen architecture to propose: search ended early");
@@ -431,6 +442,7 @@ fn report_metric(estimator: &dyn Estimator, scoring: &Scoring) -> String {
 
 /// Writes trials.csv, trajectory.csv/.svg, the Pareto front for several objectives, the best
 /// genotype for cell spaces, and summary.md; prints the summary.
+#[allow(clippy::too_many_arguments)]
 fn write_report(
     out: &OutputDir,
     kind: StrategyKind,
@@ -439,9 +451,11 @@ fn write_report(
     scoring: &Scoring,
     trials: &[Trial],
     seed: u64,
+    budget: usize,
 ) -> anyhow::Result<()> {
     let metrics = estimator.metrics();
-    let mut csv = String::from("id,status,key,seed,seconds,epochs");
+    // Cost columns carry a prefix: estimators may report metrics named `epochs` or `seconds`.
+    let mut csv = String::from("id,status,key,seed,cost_seconds,cost_epochs");
     for m in &metrics {
         let _ = write!(csv, ",{m}");
     }
@@ -577,6 +591,21 @@ fn write_report(
             );
         }
         md.push('\n');
+    } else {
+        let why = if done.is_empty() {
+            "no trial succeeded (see the errors in trials.csv)"
+        } else {
+            "no successful trial satisfies the constraints"
+        };
+        let _ = writeln!(md, "## Best architecture\n\nNone: {why}.\n");
+    }
+    if trials.len() < budget {
+        let _ = writeln!(
+            md,
+            "The strategy found no unseen architecture after {} trials of a budget of {budget}: \
+             the space (or the part of it the strategy explores) is exhausted.\n",
+            trials.len()
+        );
     }
 
     if scoring.objectives.len() >= 2 {

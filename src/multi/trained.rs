@@ -118,12 +118,17 @@ impl TrainedEstimator {
 impl Estimator for TrainedEstimator {
     fn describe(&self) -> String {
         let s = &self.settings;
+        let a = &self.augment;
         format!(
-            "training from scratch on {} ({} train / {} validation images), {} cells, {} \
-             channels, up to {} epochs{}, batch {}, lr {}",
+            "training from scratch on {} ({} train / {} validation images; augmentation: crop \
+             padding {}, flip {}, cutout {}), {} cells, {} channels, up to {} epochs{}, batch {}, \
+             lr {}",
             self.dataset_name,
             self.train_indices.len(),
             self.valid_indices.len(),
+            a.crop_padding,
+            a.horizontal_flip,
+            a.cutout,
             s.cells,
             s.channels,
             s.epochs,

@@ -41,8 +41,15 @@ pub fn scatter_chart(
 }
 
 fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series], join: &[bool]) -> String {
-    let (width, height) = (560.0, 320.0);
-    let (left, right, top, bottom) = (60.0, 150.0, 30.0, 45.0);
+    // The legend column grows with the longest series name, the plot keeps its size.
+    let longest = series
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0) as f64;
+    let right = (40.0 + 6.5 * longest).max(150.0);
+    let (width, height) = (410.0 + right, 320.0);
+    let (left, top, bottom) = (60.0, 30.0, 45.0);
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
     let points = series
@@ -94,8 +101,11 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series], join: &[b
             .map(|v| v as f64)
             .collect()
     } else {
+        // Counts (evaluations, epochs) get whole-number ticks however long the axis.
+        let x_counts = all_points().all(|p| integral(p.0));
         (0..=4)
             .map(|i| x_min + (x_max - x_min) * f64::from(i) / 4.0)
+            .map(|v| if x_counts { v.round() } else { v })
             .collect()
     };
     let y_ticks: Vec<f64> = if y_whole {
