@@ -7,6 +7,8 @@
 //!   the network built from a genotype;
 //! - [`search`]: differentiable search (DARTS);
 //! - [`multi`]: multi-trial search: spaces as data, estimators, strategies, experiment store;
+//! - [`cost`]: hardware cost from shapes alone: parameters and multiply-accumulates (MACs) of
+//!   every network the project builds;
 //! - [`train`]: training and evaluating a network built from a genotype;
 //! - [`data`]: dataset readers, normalisation, augmentation and batching;
 //! - [`bench`]: timing a search step;
@@ -15,6 +17,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cost;
 pub mod data;
 pub mod device;
 pub mod error;

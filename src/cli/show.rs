@@ -1,7 +1,9 @@
-//! `nas show`: a genotype as a readable cell graph, with the parameter count of its network.
+//! `nas show`: a genotype as a readable cell graph, with the parameter and multiply-accumulate
+//! counts of its network.
 
 use clap::Args;
-use nasrs::nn::{Network, NetworkConfig, ParamInit};
+use nasrs::cost::{self, Resolution};
+use nasrs::nn::NetworkConfig;
 
 use super::train::load_genotype;
 
@@ -22,6 +24,9 @@ pub struct ShowArgs {
     /// Image channels.
     #[arg(long, default_value_t = 3)]
     in_channels: usize,
+    /// Side of the (square) input images, which the multiply-accumulate count depends on.
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
     /// Print the genotype as JSON instead of the cell graph.
     #[arg(long)]
     json: bool,
@@ -44,19 +49,21 @@ pub fn run(args: ShowArgs) -> anyhow::Result<()> {
         auxiliary: args.cells >= 3,
         stem_multiplier: 3,
     };
-    // Counting needs only shapes; building on the plain CPU device keeps it cheap.
-    let device = nasrs::device::select("auto")?.without_autodiff();
-    let network = Network::new(&config, &genotype, &mut ParamInit::new(0, &device))?;
-    let auxiliary = network.auxiliary_params();
-    let total = nasrs::nn::count_parameters(&network);
+    // Counted from shapes: the network is never built.
+    let input = Resolution::square(args.image_size)?;
+    let cost = cost::network(&config, &genotype, input)?;
+    let (network, total) = (cost.network, cost.total());
     println!();
     println!(
         "network of {} cells, {} initial channels, {} classes: {} parameters ({} with the auxiliary head)",
-        args.cells,
-        args.channels,
-        args.classes,
-        total - auxiliary,
-        total
+        args.cells, args.channels, args.classes, network.params, total.params
+    );
+    println!(
+        "per {input} image: {} MACs, {} FLOPs (2 x MACs; convolutions and linear layers only); \
+         {} MACs with the auxiliary head",
+        network.macs,
+        network.flops(),
+        total.macs
     );
     Ok(())
 }

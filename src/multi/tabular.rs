@@ -4,8 +4,8 @@
 //! - the NAS-Bench-201 export (`nats_bench_tss_200ep_test_acc.csv`): one row per cell, in
 //!   benchmark index order, with the 200-epoch test accuracy on CIFAR-10, CIFAR-100 and
 //!   ImageNet16-120. It has no validation accuracy, so selecting by it selects by test
-//!   accuracy: an oracle setting that every report must state. The parameter count of each
-//!   cell is computed by [`Nb201Space::params`];
+//!   accuracy: an oracle setting that every report must state. The parameter and MAC counts
+//!   of each cell are computed by [`Nb201Space::params`] and [`Nb201Space::macs`];
 //! - a user table: one column holds architecture keys of some space (any form the space's
 //!   `parse` accepts), every other column is a numeric metric.
 //!
@@ -64,6 +64,15 @@ impl Nb201Dataset {
             Nb201Dataset::Cifar10 => 10,
             Nb201Dataset::Cifar100 => 100,
             Nb201Dataset::ImageNet16_120 => 120,
+        }
+    }
+
+    /// The side of the benchmark's images, which scales the MACs: 32 for CIFAR, 16 for
+    /// ImageNet16-120.
+    pub fn image_size(self) -> u64 {
+        match self {
+            Nb201Dataset::Cifar10 | Nb201Dataset::Cifar100 => 32,
+            Nb201Dataset::ImageNet16_120 => 16,
         }
     }
 
@@ -151,7 +160,8 @@ pub struct TableEstimator {
 
 impl TableEstimator {
     /// The NAS-Bench-201 table at `path` for `dataset`. Metrics: `test_accuracy` (percent, as in
-    /// the file) and `params` (computed from the cell).
+    /// the file), `params` and `macs` (computed from the cell, MACs per image at the dataset's
+    /// image size).
     ///
     /// # Errors
     /// [`NasError::Io`] when the file cannot be read; [`NasError::Format`] naming the line and
@@ -177,8 +187,8 @@ impl TableEstimator {
             path: path.to_path_buf(),
             source: Source::Nb201(dataset),
             space_kind: space.kind().to_string(),
-            metrics: vec!["test_accuracy".into(), "params".into()],
-            values: Vec::with_capacity(2 * NB201_CELLS),
+            metrics: vec!["test_accuracy".into(), "params".into(), "macs".into()],
+            values: Vec::with_capacity(3 * NB201_CELLS),
             keys: Vec::with_capacity(NB201_CELLS),
             lines: Vec::with_capacity(NB201_CELLS),
             rows: HashMap::with_capacity(NB201_CELLS),
@@ -199,8 +209,12 @@ impl TableEstimator {
                 ));
             }
             let accuracy = csv.number(*line, record, accuracy_column)?;
-            let params = Nb201Space::params(&arch, dataset.num_classes()) as f64;
-            table.push(*line, key, &[accuracy, params])?;
+            let cost = Nb201Space::cost(&arch, dataset.num_classes(), dataset.image_size());
+            table.push(
+                *line,
+                key,
+                &[accuracy, cost.params as f64, cost.macs as f64],
+            )?;
         }
         Ok(table)
     }
@@ -365,7 +379,7 @@ impl Estimator for TableEstimator {
         match &self.source {
             Source::Nb201(dataset) => format!(
                 "NAS-Bench-201 table {} on {dataset}: 200-epoch test accuracy (selecting by it \
-                 is an oracle setting) and parameters computed from the cell",
+                 is an oracle setting), parameters and MACs computed from the cell",
                 self.path.display()
             ),
             Source::User { key_column } => format!(

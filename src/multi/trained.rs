@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::estimator::{Estimator, Evaluation};
 use super::space::Space;
+use crate::cost::{self, Cost, Resolution};
 use crate::data::{Augment, BatchLoader, Dataset, Normalization};
 use crate::nn::NetworkConfig;
 use crate::nn::network::DropPath;
+use crate::space::Genotype;
 use crate::train::{LrSchedule, TrainConfig, evaluate, train_genotype};
 use crate::{NasError, Result};
 
@@ -38,7 +40,8 @@ pub struct TrainedSettings {
 /// Trains the network of each architecture (a DARTS cell) on a training part of a dataset and
 /// reports `valid_accuracy` (percent, on a held-out part of the training split: the metric to
 /// select by), `test_accuracy` (percent, on the test split: to report only), `valid_loss`,
-/// `params` and `epochs` (epochs actually run).
+/// `params`, `macs` (multiply-accumulates per image at the dataset's image size, counted as
+/// [`crate::cost`] does) and `epochs` (epochs actually run).
 pub struct TrainedEstimator {
     settings: TrainedSettings,
     train: Arc<Dataset>,
@@ -95,6 +98,24 @@ impl TrainedEstimator {
         })
     }
 
+    /// The network every architecture is built into.
+    fn network_config(&self) -> NetworkConfig {
+        NetworkConfig {
+            in_channels: self.train.channels,
+            num_classes: self.train.num_classes,
+            channels: self.settings.channels,
+            cells: self.settings.cells,
+            auxiliary: false,
+            stem_multiplier: 3,
+        }
+    }
+
+    /// Parameters and MACs of the network of `genotype` on this dataset's images, from shapes.
+    fn network_cost(&self, genotype: &Genotype) -> Result<Cost> {
+        let input = Resolution::new(self.train.height, self.train.width)?;
+        Ok(cost::network(&self.network_config(), genotype, input)?.network)
+    }
+
     fn loader(
         &self,
         data: &Arc<Dataset>,
@@ -146,6 +167,7 @@ impl Estimator for TrainedEstimator {
             "valid_loss",
             "test_accuracy",
             "params",
+            "macs",
             "epochs",
         ]
         .map(String::from)
@@ -172,15 +194,9 @@ impl Estimator for TrainedEstimator {
         })?;
         let started = Instant::now();
         let s = &self.settings;
+        let cost = self.network_cost(&genotype)?;
         let config = TrainConfig {
-            network: NetworkConfig {
-                in_channels: self.train.channels,
-                num_classes: self.train.num_classes,
-                channels: s.channels,
-                cells: s.cells,
-                auxiliary: false,
-                stem_multiplier: 3,
-            },
+            network: self.network_config(),
             epochs: s.epochs,
             batch_size: s.batch_size,
             lr: s.lr,
@@ -237,6 +253,7 @@ impl Estimator for TrainedEstimator {
         metrics.insert("valid_loss".to_string(), last.test_loss);
         metrics.insert("test_accuracy".to_string(), 100.0 * result.accuracy);
         metrics.insert("params".to_string(), outcome.parameters as f64);
+        metrics.insert("macs".to_string(), cost.macs as f64);
         metrics.insert("epochs".to_string(), outcome.epochs.len() as f64);
         Ok(Evaluation {
             metrics,

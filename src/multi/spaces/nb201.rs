@@ -7,6 +7,7 @@
 //! `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`: one `|`-delimited group per node 1, 2, 3 (joined by
 //! `+`), edge `op~j` of the group of node `i` being the edge from node `j` into node `i`.
 
+use crate::cost::Cost;
 use crate::multi::space::{Arch, Gene, Space};
 use crate::{NasError, Result};
 
@@ -97,6 +98,72 @@ impl Nb201Space {
         let last = STAGE_CHANNELS[2];
         let head = 2 * last + last * num_classes + num_classes;
         stem + cells + reductions + head
+    }
+
+    /// The multiply-accumulates of one forward pass of one `image_size` x `image_size` image
+    /// through the network of [`Nb201Space::params`], counted as [`crate::cost`] does
+    /// (convolutions and the classifier only). The benchmark's CIFAR images are 32x32, its
+    /// ImageNet16-120 images 16x16.
+    ///
+    /// Stage `s` (0, 1, 2) runs at `image_size / 2^s`: the stem and the first stage at full
+    /// size; each residual block outputs half its input's size, its strided 3x3 convolution,
+    /// its second 3x3 convolution and its 1x1 shortcut (after 2x2 pooling) all at that half
+    /// size. A `nor_conv_kxk` edge costs `side^2 * k^2 * C^2`.
+    ///
+    /// # Panics
+    /// When `arch` is not an architecture of this space, or when `image_size` is not a
+    /// positive multiple of 4 (on other sizes the strided convolution and the pooled shortcut
+    /// of a residual block disagree, and the benchmark's network cannot run).
+    pub fn macs(arch: &[usize], num_classes: u64, image_size: u64) -> u64 {
+        assert!(
+            arch.len() == NB201_EDGES.len() && arch.iter().all(|&op| op < NB201_OPS.len()),
+            "not a NAS-Bench-201 architecture: {arch:?}"
+        );
+        assert!(
+            image_size > 0 && image_size.is_multiple_of(4),
+            "NAS-Bench-201 networks need images whose side is a positive multiple of 4, \
+             found {image_size}"
+        );
+        let conv = |side: u64, c_in: u64, c_out: u64, k: u64| side * side * k * k * c_in * c_out;
+
+        let stem = conv(image_size, 3, STAGE_CHANNELS[0], 3);
+        let cells: u64 = STAGE_CHANNELS
+            .iter()
+            .enumerate()
+            .map(|(stage, &c)| {
+                let side = image_size >> stage;
+                let cell: u64 = arch
+                    .iter()
+                    .map(|&op| match NB201_OPS[op] {
+                        "nor_conv_1x1" => conv(side, c, c, 1),
+                        "nor_conv_3x3" => conv(side, c, c, 3),
+                        _ => 0,
+                    })
+                    .sum();
+                CELLS_PER_STAGE * cell
+            })
+            .sum();
+        let residual = |side: u64, c_in: u64, c_out: u64| {
+            conv(side, c_in, c_out, 3) + conv(side, c_out, c_out, 3) + conv(side, c_in, c_out, 1)
+        };
+        let reductions: u64 = STAGE_CHANNELS
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| residual(image_size >> (i + 1), w[0], w[1]))
+            .sum();
+        let classifier = STAGE_CHANNELS[2] * num_classes;
+        stem + cells + reductions + classifier
+    }
+
+    /// Parameters ([`Nb201Space::params`]) and MACs ([`Nb201Space::macs`]) together.
+    ///
+    /// # Panics
+    /// As [`Nb201Space::macs`].
+    pub fn cost(arch: &[usize], num_classes: u64, image_size: u64) -> Cost {
+        Cost::new(
+            Self::params(arch, num_classes),
+            Self::macs(arch, num_classes, image_size),
+        )
     }
 }
 
@@ -221,6 +288,31 @@ mod tests {
             "|none~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|"
         );
         assert_eq!(s.genes()[5].name, "edge_3_2");
+    }
+
+    /// MACs worked out by hand for 32x32 images and a 10-way classifier:
+    ///   stem: 32*32 * 9 * 3*16 = 442,368;
+    ///   residual 16->32 at 16x16: 256*9*16*32 = 1,179,648 + 256*9*32*32 = 2,359,296
+    ///     + 256*16*32 = 131,072 -> 3,670,016; residual 32->64 at 8x8: 64*9*32*64 = 1,179,648
+    ///     + 64*9*64*64 = 2,359,296 + 64*32*64 = 131,072 -> 3,670,016;
+    ///   classifier 64*10 = 640; cell-independent total 7,783,040 (all-`none` cells).
+    ///   One nor_conv_3x3 edge costs 9 * side^2 * C^2 = 2,359,296 in every stage
+    ///   (32^2 * 16^2 = 16^2 * 32^2 = 8^2 * 64^2 = 262,144), so all nor_conv_3x3
+    ///   adds 3 stages x 5 cells x 6 edges x 2,359,296 = 212,336,640 -> 220,119,680;
+    ///   all nor_conv_1x1 adds 90 x 262,144 = 23,592,960 -> 31,376,000.
+    ///   At 16x16 (ImageNet16-120, 120 classes) every convolution costs a quarter:
+    ///   (7,783,040 - 640) / 4 + 64*120 = 1,945,600 + 7,680 = 1,953,280 for all-`none`.
+    #[test]
+    fn macs_by_hand() {
+        assert_eq!(Nb201Space::macs(&[0; 6], 10, 32), 7_783_040);
+        assert_eq!(Nb201Space::macs(&[3; 6], 10, 32), 220_119_680);
+        assert_eq!(Nb201Space::macs(&[2; 6], 10, 32), 31_376_000);
+        assert_eq!(Nb201Space::macs(&[1, 4, 0, 1, 4, 1], 10, 32), 7_783_040);
+        assert_eq!(Nb201Space::macs(&[0; 6], 120, 16), 1_953_280);
+        assert_eq!(
+            Nb201Space::cost(&[3; 6], 10, 32),
+            Cost::new(1_531_546, 220_119_680)
+        );
     }
 
     #[test]
