@@ -2,14 +2,23 @@
 //! computation, the modules burn actually builds (their parameter counts, their weights'
 //! shapes and their output sizes), and a naive convolution that counts its multiplications.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, TensorData};
 use nasrs::cost::{self, Cost, Resolution};
+use nasrs::data::{Augment, Dataset, Normalization};
+use nasrs::multi::experiment::{Experiment, ExperimentSpec, run_in_memory};
 use nasrs::multi::space::{Space, sample};
-use nasrs::multi::spaces::DartsCellSpace;
+use nasrs::multi::spaces::{ChainSpace, DartsCellSpace};
+use nasrs::multi::store::{Trial, TrialStatus};
+use nasrs::multi::strategies::RandomSearch;
+use nasrs::multi::trained::{TrainedEstimator, TrainedSettings};
+use nasrs::multi::{Constraint, Estimator, Evaluation, Objective, Scoring};
 use nasrs::nn::layout::is_reduction;
 use nasrs::nn::network::DropPath;
 use nasrs::nn::ops::{OpSettings, Operation};
@@ -534,4 +543,193 @@ fn invalid_shapes_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("normal"), "{err}");
+}
+
+/// Parameters of a chain architecture for [`Guarded`]: 100 per unit of its option indices.
+fn chain_params(arch: &[usize]) -> f64 {
+    100.0 * arch.iter().sum::<usize>() as f64
+}
+
+/// An estimator that knows parameter counts in advance and panics when asked to evaluate an
+/// architecture over `limit`, so that a run which evaluates one fails the test.
+struct Guarded {
+    limit: f64,
+}
+
+impl Estimator for Guarded {
+    fn describe(&self) -> String {
+        format!("guarded at {} parameters", self.limit)
+    }
+
+    fn metrics(&self) -> Vec<String> {
+        vec!["score".into(), "params".into()]
+    }
+
+    fn selection_metric(&self) -> (String, bool) {
+        ("score".into(), false)
+    }
+
+    fn deterministic(&self) -> bool {
+        true
+    }
+
+    fn cost(&self, _space: &dyn Space, arch: &[usize]) -> Option<BTreeMap<String, f64>> {
+        Some(BTreeMap::from([("params".into(), chain_params(arch))]))
+    }
+
+    fn evaluate(
+        &self,
+        _space: &dyn Space,
+        arch: &[usize],
+        _seed: u64,
+    ) -> nasrs::Result<Evaluation> {
+        let params = chain_params(arch);
+        assert!(
+            params <= self.limit,
+            "evaluate was called for {arch:?}, which has {params} > {} parameters",
+            self.limit
+        );
+        Ok(Evaluation {
+            metrics: BTreeMap::from([("score".into(), -params), ("params".into(), params)]),
+            epochs: 1.0,
+            seconds: 0.0,
+        })
+    }
+}
+
+/// Checks the trials of a run over every architecture of the 4-layer, 3-option chain with the
+/// constraint `params<=400`: the 50 architectures whose option indices sum to at most 4 are
+/// evaluated, the other 31 are failed trials with the violated bound as their reason.
+fn check_rejections(trials: &[Trial]) {
+    assert_eq!(trials.len(), 81);
+    let mut evaluated = 0;
+    for trial in trials {
+        let params = chain_params(&trial.arch);
+        if params <= 400.0 {
+            assert_eq!(trial.status, TrialStatus::Done, "{}", trial.key);
+            evaluated += 1;
+        } else {
+            assert_eq!(trial.status, TrialStatus::Failed, "{}", trial.key);
+            assert_eq!(
+                trial.error.as_deref(),
+                Some(format!("rejected before evaluation: params {params} > 400").as_str())
+            );
+        }
+    }
+    // Four values in 0..=2 sum to 8 in 1 way, to 7 in 4, to 6 in 10 and to 5 in 16 (by symmetry
+    // with sums 0, 1, 2 and 3: 1, 4, 10 and 16 ways), so 31 of the 81 sums exceed 4.
+    assert_eq!(evaluated, 81 - 31);
+}
+
+#[test]
+fn constraint_violations_known_in_advance_are_never_evaluated() {
+    let space = ChainSpace::new(4, &["a", "b", "c"]).unwrap();
+    let estimator = Guarded { limit: 400.0 };
+    let scoring = || Scoring {
+        objectives: vec!["score".parse::<Objective>().unwrap()],
+        constraints: vec!["params<=400".parse::<Constraint>().unwrap()],
+    };
+    let spec = || ExperimentSpec {
+        space: &space,
+        estimator: &estimator,
+        strategy: Box::new(RandomSearch::new(3)),
+        scoring: scoring(),
+        budget: 81,
+        seed: 5,
+    };
+    check_rejections(&run_in_memory(spec()).unwrap());
+
+    // The same with a store and two workers.
+    let dir = std::env::temp_dir().join(format!("nasrs-cost-reject-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let experiment = Experiment::create(&dir, spec()).unwrap();
+    experiment.run(2).unwrap();
+    let trials = experiment.trials().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    check_rejections(&trials);
+}
+
+/// A dataset of `n` blank 1-channel `size` x `size` images of 2 classes.
+fn blank_dataset(n: usize, size: usize) -> Arc<Dataset> {
+    Arc::new(Dataset {
+        name: "blank".into(),
+        images: vec![0; n * size * size],
+        labels: (0..n).map(|i| (i % 2) as u8).collect(),
+        channels: 1,
+        height: size,
+        width: size,
+        num_classes: 2,
+        pixel_max: 255.0,
+    })
+}
+
+/// The training estimator's advance metrics are the analytic counts of the network it would
+/// train (on the dataset's image size); with a parameter bound below every network, a search
+/// trains nothing and records every trial as rejected.
+#[test]
+fn training_estimator_rejects_before_training() {
+    let data = blank_dataset(4, 9);
+    let settings = TrainedSettings {
+        cells: 3,
+        channels: 4,
+        epochs: 1,
+        patience: None,
+        batch_size: 2,
+        lr: 0.01,
+    };
+    let estimator = TrainedEstimator::new(
+        settings,
+        "blank",
+        data.clone(),
+        vec![0, 1],
+        vec![2, 3],
+        data,
+        Normalization::identity(1),
+        Augment::none(),
+        Device::flex(),
+    )
+    .unwrap();
+    assert!(estimator.metrics().contains(&"macs".to_string()));
+
+    let space = DartsCellSpace::new(2).unwrap();
+    let arch = sample(&space, &mut ChaCha8Rng::seed_from_u64(1));
+    let config = NetworkConfig {
+        in_channels: 1,
+        num_classes: 2,
+        channels: 4,
+        cells: 3,
+        auxiliary: false,
+        stem_multiplier: 3,
+    };
+    let expected = cost::network(&config, &space.genotype(&arch), res(9, 9))
+        .unwrap()
+        .network;
+    let known = estimator.cost(&space, &arch).unwrap();
+    assert_eq!(known["params"], expected.params as f64);
+    assert_eq!(known["macs"], expected.macs as f64);
+    let chain = ChainSpace::new(2, &["a", "b"]).unwrap();
+    assert_eq!(estimator.cost(&chain, &[0, 1]), None);
+
+    let trials = run_in_memory(ExperimentSpec {
+        space: &space,
+        estimator: &estimator,
+        strategy: Box::new(RandomSearch::new(0)),
+        scoring: Scoring {
+            objectives: vec!["valid_accuracy".parse::<Objective>().unwrap()],
+            constraints: vec!["params<=100".parse::<Constraint>().unwrap()],
+        },
+        budget: 3,
+        seed: 0,
+    })
+    .unwrap();
+    assert_eq!(trials.len(), 3);
+    for trial in trials {
+        assert_eq!(trial.status, TrialStatus::Failed);
+        let error = trial.error.unwrap();
+        assert!(
+            error.starts_with("rejected before evaluation: params "),
+            "{error}"
+        );
+        assert!(error.ends_with(" > 100"), "{error}");
+    }
 }

@@ -50,4 +50,14 @@ pub trait Estimator: Send + Sync {
 
     /// Evaluates `arch` of `space`; `seed` drives everything random in the evaluation.
     fn evaluate(&self, space: &dyn Space, arch: &[usize], seed: u64) -> Result<Evaluation>;
+
+    /// Metrics of `arch` that are cheap to know before evaluating it, such as parameter and MAC
+    /// counts computed from shapes, with the values [`evaluate`](Self::evaluate) would report.
+    /// The experiment runner checks the constraints on them first and rejects an architecture
+    /// that violates one without evaluating it. `None` (the default) when the estimator knows
+    /// nothing in advance, or when evaluating costs no more than this would.
+    fn cost(&self, space: &dyn Space, arch: &[usize]) -> Option<BTreeMap<String, f64>> {
+        let _ = (space, arch);
+        None
+    }
 }

@@ -532,7 +532,8 @@ fn check_proposal(
 }
 
 /// Evaluates one trial; an estimator error or a non-finite number is a failed trial, not an
-/// error of the run.
+/// error of the run. An architecture whose cheap metrics ([`Estimator::cost`]) already violate a
+/// constraint is a failed trial that is never evaluated: no training time goes to it.
 fn evaluate(
     space: &dyn Space,
     estimator: &dyn Estimator,
@@ -545,6 +546,11 @@ fn evaluate(
         error,
         seconds: clock.elapsed().as_secs_f64(),
     };
+    if let Some(known) = estimator.cost(space, arch)
+        && let Some(violation) = scoring.violation(&known)
+    {
+        return failed(format!("rejected before evaluation: {violation}"));
+    }
     let evaluation = match estimator.evaluate(space, arch, seed) {
         Ok(evaluation) => evaluation,
         Err(e) => return failed(e.to_string()),

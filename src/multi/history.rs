@@ -161,6 +161,15 @@ impl Scoring {
         }
         Ok(Score { values, feasible })
     }
+
+    /// The first constraint that `metrics` violate, written `NAME VALUE > MAX`; constraints on
+    /// metrics absent from `metrics` are not checked. `None` when every checked one holds.
+    pub fn violation(&self, metrics: &BTreeMap<String, f64>) -> Option<String> {
+        self.constraints.iter().find_map(|c| {
+            let value = *metrics.get(&c.metric)?;
+            (value > c.max).then(|| format!("{} {value} > {}", c.metric, c.max))
+        })
+    }
 }
 
 /// One finished evaluation as strategies see it.

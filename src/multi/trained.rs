@@ -182,6 +182,15 @@ impl Estimator for TrainedEstimator {
         true
     }
 
+    /// `params` and `macs` of the network, from shapes: the same numbers training reports.
+    fn cost(&self, space: &dyn Space, arch: &[usize]) -> Option<BTreeMap<String, f64>> {
+        let cost = self.network_cost(&space.genotype(arch)?).ok()?;
+        Some(BTreeMap::from([
+            ("params".to_string(), cost.params as f64),
+            ("macs".to_string(), cost.macs as f64),
+        ]))
+    }
+
     fn evaluate(&self, space: &dyn Space, arch: &[usize], seed: u64) -> Result<Evaluation> {
         let genotype = space.genotype(arch).ok_or_else(|| {
             NasError::config(
