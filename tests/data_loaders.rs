@@ -3,34 +3,17 @@
 //! When the data folder is absent the tests skip with a message, except under CI (env `CI`
 //! set), where a missing folder is a failure: CI must not pass without having read the data.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{require, shared_data};
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use nasrs::data::{
     Augment, BatchLoader, DatasetKind, Normalization, load, load_cifar10, load_digits_embedded,
     load_idx, parse_digits_csv, read_idx_labels, subset_indices,
 };
-
-fn shared_data() -> Option<PathBuf> {
-    require(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
-}
-
-fn require(dir: PathBuf) -> Option<PathBuf> {
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing and CI is set: the data tests must run in CI",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: {} not found (set CI to make this a failure)",
-        dir.display()
-    );
-    None
-}
 
 fn close(found: &[f32], expected: &[f32], tol: f32) -> bool {
     found.len() == expected.len()

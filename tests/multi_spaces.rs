@@ -4,8 +4,12 @@
 //! Tests reading `../shared/data` skip with a message when it is absent, except under CI (env
 //! `CI` set), where a missing folder is a failure.
 
+mod common;
+
+use common::shared_data;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -15,27 +19,6 @@ use nasrs::multi::spaces::{ChainSpace, ChoiceSpace, DartsCellSpace, NB201_OPS, N
 use nasrs::multi::tabular::{NB201_FILE, Nb201Dataset, TableEstimator, TableOptions};
 use nasrs::multi::{Estimator, Space};
 use nasrs::space::published;
-
-fn shared_data() -> Option<PathBuf> {
-    require(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
-}
-
-fn require(dir: PathBuf) -> Option<PathBuf> {
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing and CI is set: the data tests must run in CI",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: {} not found (set CI to make this a failure)",
-        dir.display()
-    );
-    None
-}
 
 /// The NAS-Bench-201 export, if the data folder is there.
 fn nb201_csv() -> Option<PathBuf> {

@@ -6,8 +6,12 @@
 //! Tests reading `../shared/data` skip with a message when it is absent, except under CI (env
 //! `CI` set), where a missing folder is a failure.
 
+mod common;
+
+use common::shared_data;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use nasrs::data::{self, Augment, DatasetKind, Normalization, split_indices};
@@ -27,24 +31,6 @@ use nasrs::multi::{
     Strategy,
 };
 use rayon::prelude::*;
-
-fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing and CI is set: the data tests must run in CI",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: {} not found (set CI to make this a failure)",
-        dir.display()
-    );
-    None
-}
 
 fn nb201(dataset: Nb201Dataset) -> Option<TableEstimator> {
     let path = shared_data()?.join("nas-bench-201").join(NB201_FILE);

@@ -198,3 +198,19 @@ pub fn remove_run_files(dir: &std::path::Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Before a DARTS search or a training run starts in `dir`: refuses a directory holding a
+/// multi-trial experiment unless `overwrite` is set, in which case that experiment's files go.
+pub fn clear_experiment(dir: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
+    if !holds_experiment(dir) {
+        return Ok(());
+    }
+    if !overwrite {
+        anyhow::bail!(
+            "invalid setting `output`: {} holds a multi-trial experiment: pass --overwrite to \
+             replace it, or choose another --output",
+            dir.display()
+        );
+    }
+    remove_run_files(dir)
+}

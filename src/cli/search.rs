@@ -11,9 +11,7 @@ use nasrs::report::OutputDir;
 use nasrs::search::{DartsConfig, DartsData, EpochRecord, Resumable, search};
 use serde_json::json;
 
-use super::common::{
-    DataArgs, DeviceArgs, eval_loader, holds_experiment, remove_run_files, stream_seed,
-};
+use super::common::{DataArgs, DeviceArgs, clear_experiment, eval_loader, stream_seed};
 use super::multi::{MultiArgs, MultiRun, StrategyKind, TrialTraining, run_search};
 
 /// Options of `nas search`. Defaults fit a 2-core CPU; the paper's CIFAR-10 search is
@@ -194,16 +192,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         checkpoint: Checkpoint::in_run(out.root()),
         resume: args.resume,
     };
-    if holds_experiment(out.root()) {
-        if !args.overwrite {
-            anyhow::bail!(
-                "invalid setting `output`: {} holds a multi-trial experiment: pass --overwrite to \
-                 replace it, or choose another --output",
-                out.root().display()
-            );
-        }
-        remove_run_files(out.root())?;
-    }
+    clear_experiment(out.root(), args.overwrite)?;
     resumable.checkpoint.prepare(args.resume, args.overwrite)?;
     out.write_json(
         "config.json",

@@ -16,9 +16,7 @@ use nasrs::space::{Genotype, published};
 use nasrs::train::{LrSchedule, TrainConfig, TrainEpoch, train_genotype};
 use serde_json::json;
 
-use super::common::{
-    DataArgs, DeviceArgs, eval_loader, holds_experiment, remove_run_files, stream_seed,
-};
+use super::common::{DataArgs, DeviceArgs, clear_experiment, eval_loader, stream_seed};
 
 /// Options of `nas train`. Defaults fit a 2-core CPU; the paper's CIFAR-10 evaluation is
 /// `--cells 20 --channels 36 --epochs 600 --batch-size 96 --drop-path 0.2 --auxiliary --cutout 16`.
@@ -146,16 +144,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         checkpoint: Checkpoint::in_run(out.root()),
         resume: args.resume,
     };
-    if holds_experiment(out.root()) {
-        if !args.overwrite {
-            anyhow::bail!(
-                "invalid setting `output`: {} holds a multi-trial experiment: pass --overwrite to \
-                 replace it, or choose another --output",
-                out.root().display()
-            );
-        }
-        remove_run_files(out.root())?;
-    }
+    clear_experiment(out.root(), args.overwrite)?;
     resumable.checkpoint.prepare(args.resume, args.overwrite)?;
     out.write_json(
         "config.json",
