@@ -33,6 +33,7 @@ use crate::nn::conv::ConvSpec;
 use crate::nn::layout::{CellLayout, edge_count};
 use crate::nn::ops::OpSettings;
 use crate::nn::{NetworkConfig, SearchNetworkConfig};
+use crate::space::mobile::{BlockChoice, BlockShape, MobileSpace};
 use crate::space::{CellGenotype, DartsOp, Genotype};
 use crate::{NasError, Result};
 
@@ -480,6 +481,92 @@ fn edge_geometry(layout: &CellLayout, state: usize, cell_input: Resolution) -> (
         (true, false) => (1, cell_input.strided(2)),
         (false, _) => (1, cell_input),
     }
+}
+
+/// The cost of one block of the inverted-residual space choosing `choice` (nothing for `skip`):
+/// a 1x1 expansion on the input map, a depthwise convolution at the block's stride and a 1x1
+/// projection on the output map, each with an affine batch norm.
+pub fn mobile_block(shape: BlockShape, choice: BlockChoice) -> Cost {
+    let BlockChoice::MbConv { kernel, expand } = choice else {
+        return Cost::ZERO;
+    };
+    let hidden = shape.c_in * expand;
+    let input = Resolution {
+        height: shape.input_size,
+        width: shape.input_size,
+    };
+    let (expansion, _) = conv(shape.c_in, hidden, ConvSpec::new(1, 1, 0), input);
+    let spec = ConvSpec::new(kernel, shape.stride, kernel / 2).grouped(hidden);
+    let (depthwise, output) = conv(hidden, hidden, spec, input);
+    let (projection, _) = conv(hidden, shape.c_out, ConvSpec::new(1, 1, 0), output);
+    expansion
+        + depthwise
+        + projection
+        + batch_norm(hidden, true)
+        + batch_norm(hidden, true)
+        + batch_norm(shape.c_out, true)
+}
+
+/// The parts of a network of the inverted-residual space that do not depend on the choices:
+/// the stem (3x3 convolution, batch norm) and the head (1x1 convolution, batch norm, linear
+/// classifier after pooling).
+pub fn mobile_fixed(space: &MobileSpace) -> Cost {
+    let image = Resolution {
+        height: space.image_size,
+        width: space.image_size,
+    };
+    let stem = conv(
+        space.in_channels,
+        space.stem_channels,
+        ConvSpec::new(3, 1, 1),
+        image,
+    )
+    .0 + batch_norm(space.stem_channels, true);
+    let last = Resolution {
+        height: space.final_size(),
+        width: space.final_size(),
+    };
+    let head = conv(
+        space.final_channels(),
+        space.head_channels,
+        ConvSpec::new(1, 1, 0),
+        last,
+    )
+    .0 + batch_norm(space.head_channels, true)
+        + linear(space.head_channels, space.classes);
+    stem + head
+}
+
+/// The cost of the network of `arch` in `space`.
+///
+/// # Errors
+/// [`NasError::Config`] when `space` or `arch` is invalid.
+pub fn mobile_network(space: &MobileSpace, arch: &[BlockChoice]) -> Result<Cost> {
+    space.check()?;
+    space.validate(arch)?;
+    let blocks: Cost = space
+        .blocks()
+        .into_iter()
+        .zip(arch)
+        .map(|(shape, &choice)| mobile_block(shape, choice))
+        .sum();
+    Ok(mobile_fixed(space) + blocks)
+}
+
+/// The parameters of the ProxylessNAS supernet of `space` (every candidate of every block), and
+/// the MACs of its largest path.
+pub fn mobile_supernet(space: &MobileSpace) -> Cost {
+    let mut total = mobile_fixed(space);
+    for shape in space.blocks() {
+        let costs: Vec<Cost> = shape
+            .choices()
+            .into_iter()
+            .map(|c| mobile_block(shape, c))
+            .collect();
+        total.params += costs.iter().map(|c| c.params).sum::<u64>();
+        total.macs += costs.iter().map(|c| c.macs).max().unwrap_or(0);
+    }
+    total
 }
 
 #[cfg(test)]

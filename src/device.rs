@@ -19,6 +19,18 @@ pub fn available_backends() -> Vec<&'static str> {
     names
 }
 
+/// The backend `name` stands for: `auto` resolves to the first available backend, `cpu` to
+/// `flex`; other names are returned as given. Latency tables record this name.
+pub fn resolved_name(name: &str) -> String {
+    match name {
+        "auto" => available_backends()
+            .first()
+            .map_or_else(|| "auto".to_string(), |b| (*b).to_string()),
+        "cpu" => "flex".to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// The device named `name` (`auto`, `flex`, `cuda`, `cuda:N`, `wgpu`), if this build has it.
 pub fn select(name: &str) -> Result<Device> {
     let unavailable = |backend: &str| {

@@ -9,6 +9,8 @@
 //! - [`multi`]: multi-trial search: spaces as data, estimators, strategies, experiment store;
 //! - [`cost`]: hardware cost from shapes alone: parameters and multiply-accumulates (MACs) of
 //!   every network the project builds;
+//! - [`latency`]: latency tables measured on the user's machine and the predictor summing
+//!   them over an architecture;
 //! - [`train`]: training and evaluating a network built from a genotype;
 //! - [`data`]: dataset readers, normalisation, augmentation and batching;
 //! - [`bench`]: timing a search step;
@@ -21,6 +23,7 @@ pub mod cost;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod latency;
 pub mod multi;
 pub mod nn;
 pub mod report;

@@ -8,6 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     quiet_broken_pipe();
+    nasrs::latency::steady_allocator();
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose);
     match cli::run(args) {

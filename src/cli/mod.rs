@@ -3,7 +3,9 @@
 mod bench;
 mod common;
 mod compare;
+mod latency;
 mod multi;
+mod proxyless;
 mod search;
 mod show;
 mod train;
@@ -40,6 +42,13 @@ enum Command {
     /// Time one DARTS search step (forward, forward + backward, full bi-level step).
     #[command(allow_negative_numbers = true)]
     Bench(bench::BenchArgs),
+    /// ProxylessNAS: search the inverted-residual space for an accurate network within a
+    /// latency target, time the result, optionally retrain it from scratch.
+    #[command(allow_negative_numbers = true)]
+    Proxyless(proxyless::ProxylessArgs),
+    /// Measure the latency of every operation of the inverted-residual space on this machine
+    /// and check the summed prediction against whole random networks.
+    LatencyTable(latency::LatencyArgs),
     /// List the trials of an experiment directory: status, objective metrics, seconds, seed,
     /// key and error of each.
     Trials(trials::TrialsArgs),
@@ -70,5 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => show::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Trials(args) => trials::run(args),
+        Command::LatencyTable(args) => latency::run(args),
+        Command::Proxyless(args) => proxyless::run(args),
     }
 }

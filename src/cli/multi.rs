@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use nasrs::data::split_indices;
+use nasrs::latency::measure::processor_name;
+use nasrs::latency::{LatencySettings, LatencyTable};
 use nasrs::multi::experiment::{Experiment, ExperimentSpec, history_of};
 use nasrs::multi::pareto::pareto_front;
-use nasrs::multi::spaces::{ChainSpace, ChoiceSpace, DartsCellSpace, Nb201Space};
+use nasrs::multi::spaces::{ChainSpace, ChoiceSpace, DartsCellSpace, MobileChainSpace, Nb201Space};
 use nasrs::multi::store::{Trial, TrialStatus};
 use nasrs::multi::strategies::{
     LocalSearch, ParetoEvolution, PredictorConfig, PredictorSearch, RandomSearch,
@@ -21,6 +23,7 @@ use nasrs::multi::trajectory::incumbents;
 use nasrs::multi::{Constraint, Estimator, Objective, Scoring, Space, Strategy};
 use nasrs::report::OutputDir;
 use nasrs::report::svg::{Series, line_chart, scatter_chart};
+use nasrs::space::mobile::MobileSpace;
 
 use super::common::{
     DataArgs, DeviceArgs, holds_epoch_run, holds_experiment, remove_run_files, stream_seed,
@@ -64,12 +67,13 @@ impl StrategyKind {
 #[derive(Args, Debug, Clone)]
 pub struct MultiArgs {
     /// Search space of multi-trial strategies: nb201, darts (normal and reduction cells), chain
-    /// (a chain of --layers layers, one DARTS operation each), or choices:FILE (named choices
-    /// in a JSON or TOML file).
+    /// (a chain of --layers layers, one DARTS operation each), mobile (ProxylessNAS's
+    /// inverted-residual blocks), or choices:FILE (named choices in a JSON or TOML file).
     #[arg(long, default_value = "nb201")]
     pub space: String,
     /// How architectures are evaluated: nb201 (NAS-Bench-201 table lookup), table:FILE (a CSV
-    /// of architecture key -> metrics), or train (train each cell's network on --dataset).
+    /// of architecture key -> metrics), or train (train each architecture's network on
+    /// --dataset; darts and mobile spaces).
     #[arg(long, default_value = "nb201")]
     pub estimator: String,
     /// Dataset of the NAS-Bench-201 table: cifar10, cifar100, imagenet16-120.
@@ -112,6 +116,10 @@ pub struct MultiArgs {
     /// this many epochs.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Latency table from `nas latency-table` (with --space mobile --estimator train): adds
+    /// the metric latency_ms, the predicted latency, for constraints and objectives.
+    #[arg(long)]
+    pub latency_table: Option<PathBuf>,
     /// With --estimator train: fraction of the training split held out for validation.
     #[arg(long, default_value_t = 0.2)]
     pub valid_portion: f32,
@@ -134,11 +142,14 @@ pub fn build_space(args: &MultiArgs, nodes: usize) -> anyhow::Result<Box<dyn Spa
         "nb201" => Box::new(Nb201Space::new()),
         "darts" => Box::new(DartsCellSpace::new(nodes)?),
         "chain" => Box::new(ChainSpace::with_darts_ops(args.layers)?),
+        // The block structure does not depend on the image size; the estimator sizes the
+        // networks for the dataset.
+        "mobile" => Box::new(MobileChainSpace::new(MobileSpace::cifar(3, 32, 10))?),
         other => match other.strip_prefix("choices:") {
             Some(path) => Box::new(ChoiceSpace::load(Path::new(path))?),
             None => anyhow::bail!(
-                "invalid setting `space`: expected nb201, darts, chain or choices:FILE, found \
-                 `{other}`"
+                "invalid setting `space`: expected nb201, darts, chain, mobile or choices:FILE, \
+                 found `{other}`"
             ),
         },
     };
@@ -169,13 +180,19 @@ pub fn build_estimator(
         }
         "train" => {
             let mut probe = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-            if space
-                .genotype(&nasrs::multi::space::sample(space, &mut probe))
-                .is_none()
-            {
+            let probe = nasrs::multi::space::sample(space, &mut probe);
+            if space.genotype(&probe).is_none() && space.mobile_blocks(&probe).is_none() {
                 anyhow::bail!(
-                    "invalid setting `estimator`: training builds networks from DARTS cells, but \
-                     --space is {}; use --space darts, or a table estimator",
+                    "invalid setting `estimator`: training builds networks from DARTS cells or \
+                     inverted-residual chains, but --space is {}; use --space darts or mobile, \
+                     or a table estimator",
+                    args.space
+                );
+            }
+            if args.latency_table.is_some() && space.mobile_blocks(&probe).is_none() {
+                anyhow::bail!(
+                    "invalid setting `latency_table`: latency tables cover the inverted-residual \
+                     space; --space is {}",
                     args.space
                 );
             }
@@ -185,6 +202,7 @@ pub fn build_estimator(
                     args.valid_portion
                 );
             }
+            let device_name = nasrs::device::resolved_name(&device.device);
             let device = device.device()?;
             let prepared = data.prepare(stream_seed(seed, 1))?;
             let (train_idx, valid_idx) = split_indices(
@@ -200,7 +218,7 @@ pub fn build_estimator(
                 batch_size: training.batch_size,
                 lr: training.lr,
             };
-            Box::new(TrainedEstimator::new(
+            let estimator = TrainedEstimator::new(
                 settings,
                 data.dataset.name(),
                 Arc::clone(&prepared.train),
@@ -210,8 +228,20 @@ pub fn build_estimator(
                 prepared.normalization.clone(),
                 prepared.augment,
                 device,
-            )?)
+            )?;
+            match &args.latency_table {
+                Some(path) => {
+                    let table = LatencyTable::load(path)?;
+                    warn_if_foreign(&table, path, &device_name);
+                    Box::new(estimator.with_latency_table(table)?)
+                }
+                None => Box::new(estimator),
+            }
         }
+        _ if args.latency_table.is_some() => anyhow::bail!(
+            "invalid setting `latency_table`: latency comes with --estimator train on --space \
+             mobile"
+        ),
         other => match other.strip_prefix("table:") {
             Some(path) => {
                 let options = TableOptions {
@@ -226,6 +256,24 @@ pub fn build_estimator(
         },
     };
     Ok(estimator)
+}
+
+/// Warns when `table` was measured on another device or processor than this process runs on.
+fn warn_if_foreign(table: &LatencyTable, path: &Path, device: &str) {
+    let here = LatencySettings {
+        device: device.to_string(),
+        processor: processor_name(),
+        threads: table.settings.threads,
+        batch_size: table.settings.batch_size,
+    };
+    let differences = table.mismatches(&here, &table.space);
+    if !differences.is_empty() {
+        tracing::warn!(
+            table = %path.display(),
+            "the latency table was measured under other settings: {}",
+            differences.join(", ")
+        );
+    }
 }
 
 /// Where the NAS-Bench-201 table is: --table, or under --data-dir.

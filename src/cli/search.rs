@@ -95,6 +95,15 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
+    if args.strategy == StrategyKind::Darts
+        && (args.multi.latency_table.is_some() || args.multi.space == "mobile")
+    {
+        anyhow::bail!(
+            "invalid setting `strategy`: darts searches DARTS cells; --space mobile and \
+             --latency-table are for the multi-trial strategies (use `nas proxyless` for a \
+             one-shot search of the inverted-residual space)"
+        );
+    }
     if args.strategy != StrategyKind::Darts {
         return run_search(MultiRun {
             kind: args.strategy,

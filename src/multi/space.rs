@@ -69,6 +69,13 @@ pub trait Space: Send + Sync {
         let _ = arch;
         None
     }
+
+    /// The block choices of `arch`, for spaces whose architectures are inverted-residual
+    /// chains and can be built and trained as networks; `None` for other spaces.
+    fn mobile_blocks(&self, arch: &[usize]) -> Option<Vec<crate::space::mobile::BlockChoice>> {
+        let _ = arch;
+        None
+    }
 }
 
 /// Whether `arch` has one in-range value per gene.

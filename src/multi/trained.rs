@@ -13,9 +13,12 @@ use super::estimator::{Estimator, Evaluation};
 use super::space::Space;
 use crate::cost::{self, Cost, Resolution};
 use crate::data::{Augment, BatchLoader, Dataset, Normalization};
+use crate::latency::LatencyTable;
 use crate::nn::NetworkConfig;
 use crate::nn::network::DropPath;
 use crate::space::Genotype;
+use crate::space::mobile::{BlockChoice, MobileSpace};
+use crate::train::mobile_trainer::{MobileTrainConfig, train_mobile};
 use crate::train::{LrSchedule, TrainConfig, evaluate, train_genotype};
 use crate::{NasError, Result};
 
@@ -52,6 +55,7 @@ pub struct TrainedEstimator {
     augment: Augment,
     device: Device,
     dataset_name: String,
+    latency: Option<Arc<LatencyTable>>,
 }
 
 impl TrainedEstimator {
@@ -95,6 +99,117 @@ impl TrainedEstimator {
             augment,
             device,
             dataset_name: dataset_name.to_string(),
+            latency: None,
+        })
+    }
+
+    /// Adds the metric `latency_ms`: the latency `table` predicts for the network of an
+    /// inverted-residual architecture (cell architectures have no latency table).
+    ///
+    /// # Errors
+    /// [`NasError::Config`] when the table was measured for another shape of the space than
+    /// this dataset's.
+    pub fn with_latency_table(mut self, table: LatencyTable) -> Result<Self> {
+        if table.space != self.mobile_space() {
+            return Err(NasError::config(
+                "latency_table",
+                format!(
+                    "the table was measured for {}-channel {}-pixel images and {} classes, the \
+                     dataset {} has {}-channel {}-pixel images and {} classes",
+                    table.space.in_channels,
+                    table.space.image_size,
+                    table.space.classes,
+                    self.dataset_name,
+                    self.train.channels,
+                    self.train.height,
+                    self.train.num_classes
+                ),
+            ));
+        }
+        self.latency = Some(Arc::new(table));
+        Ok(self)
+    }
+
+    /// The inverted-residual space sized for this dataset.
+    fn mobile_space(&self) -> MobileSpace {
+        MobileSpace::cifar(
+            self.train.channels,
+            self.train.height,
+            self.train.num_classes,
+        )
+    }
+
+    /// Parameters, MACs and (with a table) predicted latency of an inverted-residual network.
+    fn mobile_cost(&self, blocks: &[BlockChoice]) -> Result<BTreeMap<String, f64>> {
+        let space = self.mobile_space();
+        let cost = cost::mobile_network(&space, blocks)?;
+        let mut metrics = BTreeMap::from([
+            ("params".to_string(), cost.params as f64),
+            ("macs".to_string(), cost.macs as f64),
+        ]);
+        if let Some(table) = &self.latency {
+            metrics.insert("latency_ms".to_string(), table.predict(blocks)?);
+        }
+        Ok(metrics)
+    }
+
+    fn evaluate_mobile(&self, blocks: &[BlockChoice], seed: u64) -> Result<Evaluation> {
+        let started = Instant::now();
+        let s = &self.settings;
+        let mut metrics = self.mobile_cost(blocks)?;
+        let config = MobileTrainConfig {
+            space: self.mobile_space(),
+            epochs: s.epochs,
+            lr: s.lr,
+            lr_min: 0.0,
+            momentum: 0.9,
+            weight_decay: 4e-5,
+            grad_clip: 5.0,
+            seed,
+        };
+        let mut train = self.loader(&self.train, &self.train_indices, true, seed)?;
+        let mut valid = self.loader(&self.train, &self.valid_indices, false, 0)?;
+        let mut best = f64::NEG_INFINITY;
+        let mut since_best = 0;
+        let patience = s.patience;
+        let on_epoch = |record: &crate::train::mobile_trainer::MobileTrainEpoch| {
+            if record.test_accuracy > best {
+                best = record.test_accuracy;
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+            match patience {
+                Some(p) if since_best >= p => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        };
+        let (records, network) = train_mobile(
+            &config,
+            blocks,
+            &mut train,
+            &mut valid,
+            &self.device,
+            on_epoch,
+        )?;
+        let last = records
+            .last()
+            .ok_or_else(|| NasError::config("epochs", "must be at least 1"))?;
+        let plain = self.device.clone().without_autodiff();
+        let model = network.valid();
+        let all: Vec<usize> = (0..self.test.len()).collect();
+        let mut test = self.loader(&self.test, &all, false, 0)?;
+        let result = evaluate(&mut test, &plain, |x| model.forward(x));
+        result.ensure_finite("test", records.len())?;
+        // The trainer's "test" loader was the validation part here.
+        metrics.insert("valid_accuracy".to_string(), 100.0 * last.test_accuracy);
+        metrics.insert("valid_loss".to_string(), last.test_loss);
+        metrics.insert("test_accuracy".to_string(), 100.0 * result.accuracy);
+        metrics.insert("epochs".to_string(), records.len() as f64);
+        Ok(Evaluation {
+            metrics,
+            epochs: records.len() as f64,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 
@@ -142,8 +257,8 @@ impl Estimator for TrainedEstimator {
         let a = &self.augment;
         format!(
             "training from scratch on {} ({} train / {} validation images; augmentation: crop \
-             padding {}, flip {}, cutout {}), {} cells, {} channels, up to {} epochs{}, batch {}, \
-             lr {}",
+             padding {}, flip {}, cutout {}), networks of {} cells and {} channels for DARTS \
+             cells{}, up to {} epochs{}, batch {}, lr {}",
             self.dataset_name,
             self.train_indices.len(),
             self.valid_indices.len(),
@@ -152,6 +267,14 @@ impl Estimator for TrainedEstimator {
             a.cutout,
             s.cells,
             s.channels,
+            self.latency
+                .as_ref()
+                .map(|t| format!(
+                    ", inverted-residual networks with latency from a table of {} threads, batch \
+                     {} on {} measured at {}",
+                    t.settings.threads, t.settings.batch_size, t.settings.processor, t.measured_at
+                ))
+                .unwrap_or_default(),
             s.epochs,
             s.patience
                 .map(|p| format!(" (early stop after {p} without improvement)"))
@@ -171,7 +294,9 @@ impl Estimator for TrainedEstimator {
             "epochs",
         ]
         .map(String::from)
-        .to_vec()
+        .into_iter()
+        .chain(self.latency.is_some().then(|| "latency_ms".to_string()))
+        .collect()
     }
 
     fn selection_metric(&self) -> (String, bool) {
@@ -184,6 +309,9 @@ impl Estimator for TrainedEstimator {
 
     /// `params` and `macs` of the network, from shapes: the same numbers training reports.
     fn cost(&self, space: &dyn Space, arch: &[usize]) -> Option<BTreeMap<String, f64>> {
+        if let Some(blocks) = space.mobile_blocks(arch) {
+            return self.mobile_cost(&blocks).ok();
+        }
         let cost = self.network_cost(&space.genotype(arch)?).ok()?;
         Some(BTreeMap::from([
             ("params".to_string(), cost.params as f64),
@@ -192,11 +320,24 @@ impl Estimator for TrainedEstimator {
     }
 
     fn evaluate(&self, space: &dyn Space, arch: &[usize], seed: u64) -> Result<Evaluation> {
+        if let Some(blocks) = space.mobile_blocks(arch) {
+            return self.evaluate_mobile(&blocks, seed);
+        }
+        if self.latency.is_some() {
+            return Err(NasError::config(
+                "latency_table",
+                format!(
+                    "latency tables cover the inverted-residual space, not `{}`",
+                    space.kind()
+                ),
+            ));
+        }
         let genotype = space.genotype(arch).ok_or_else(|| {
             NasError::config(
                 "estimator",
                 format!(
-                    "training needs architectures that are cells; the `{}` space has none",
+                    "training needs architectures that are cells or inverted-residual chains; \
+                     the `{}` space has neither",
                     space.kind()
                 ),
             )

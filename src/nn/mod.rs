@@ -7,6 +7,7 @@ pub mod init;
 pub mod layout;
 pub mod linear;
 pub mod mixed;
+pub mod mobile;
 pub mod network;
 pub mod ops;
 pub mod search_network;

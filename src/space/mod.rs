@@ -9,6 +9,7 @@ mod darts_text;
 mod derive;
 mod genotype;
 mod json;
+pub mod mobile;
 mod ops;
 pub mod published;
 mod render;

@@ -6,6 +6,7 @@ pub mod clip;
 pub mod evaluate;
 pub mod genotype_trainer;
 pub mod loss;
+pub mod mobile_trainer;
 pub mod optim;
 pub mod schedule;
 pub mod tensors;
