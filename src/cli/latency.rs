@@ -49,6 +49,9 @@ pub struct LatencyArgs {
     /// 50, or 0 when --arch is given).
     #[arg(long)]
     validate: Option<usize>,
+    /// Replace a table already in the output directory.
+    #[arg(long)]
+    overwrite: bool,
     /// Seed of the random architectures.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -96,6 +99,13 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         }
     }
     let out = OutputDir::create(&args.output)?;
+    if args.table.is_none() && out.path("latency_table.json").exists() && !args.overwrite {
+        anyhow::bail!(
+            "invalid setting `output`: {} holds a latency table (runs may depend on it): pass \
+             --overwrite to replace it, or choose another --output",
+            out.root().display()
+        );
+    }
 
     let table = match &args.table {
         Some(path) => {

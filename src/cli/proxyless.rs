@@ -147,13 +147,19 @@ fn check_resumed_settings(
     if saved["train_portion"].as_f64().map(|v| v as f32) != Some(args.train_portion) {
         changed.push(format!("train_portion (was {})", saved["train_portion"]));
     }
-    if saved["latency_table_file"].as_str() != Some(table_file)
-        || table.map(|t| t.measured_at) != saved["latency_table_measured_at"].as_u64()
-    {
+    // The same table is the same measurement, wherever the path points from.
+    let _ = table_file;
+    if table.map(|t| t.measured_at) != saved["latency_table_measured_at"].as_u64() {
         changed.push(format!(
             "latency table (was {} measured at {})",
             saved["latency_table_file"], saved["latency_table_measured_at"]
         ));
+    }
+    if saved["retrain_epochs"].as_u64() != Some(args.retrain_epochs as u64) {
+        changed.push(format!("retrain_epochs (was {})", saved["retrain_epochs"]));
+    }
+    if saved["retrain_lr"].as_f64() != Some(args.retrain_lr) {
+        changed.push(format!("retrain_lr (was {})", saved["retrain_lr"]));
     }
     if !changed.is_empty() {
         anyhow::bail!(
@@ -213,6 +219,18 @@ pub fn run(args: ProxylessArgs) -> anyhow::Result<()> {
     }
     if args.batch_size == 0 {
         anyhow::bail!("invalid setting `batch_size`: must be at least 1, found 0");
+    }
+    if args.retrain_epochs > 0 && !(args.retrain_lr.is_finite() && args.retrain_lr > 0.0) {
+        anyhow::bail!(
+            "invalid setting `retrain_lr`: must be positive, found {}",
+            args.retrain_lr
+        );
+    }
+    if args.resume && args.overwrite {
+        anyhow::bail!("invalid setting `resume`: --resume and --overwrite exclude each other");
+    }
+    if args.target_ms.is_none() && !matches!(args.latency_loss, LossForm::Hinge) {
+        tracing::warn!("without --target-ms the latency term is off: --latency-loss has no effect");
     }
     if matches!(latency_loss, LatencyLoss::MulLog { .. }) && args.target_ms.is_some() {
         tracing::warn!(
@@ -291,13 +309,19 @@ pub fn run(args: ProxylessArgs) -> anyhow::Result<()> {
         check_resumed_settings(&out, &args, &table_file, loaded.as_ref())?;
     } else {
         clear_experiment(out.root(), args.overwrite)?;
-        for name in RUN_FILES {
-            if args.latency_table.is_some() || *name != "latency_table.json" {
-                out.remove(name)?;
-            }
+        // A table in the output directory stays: it may be the one given, and a new run
+        // without one measures a new table over it.
+        for name in RUN_FILES.iter().filter(|n| **n != "latency_table.json") {
+            out.remove(name)?;
         }
     }
-    checkpoint.prepare(args.resume, args.overwrite)?;
+    // Killed before its first checkpoint, a run has nothing to resume: it starts again.
+    let resume = args.resume && checkpoint.exists();
+    if args.resume && !resume {
+        tracing::info!("no checkpoint yet: the search starts from the beginning");
+        out.remove("epochs.jsonl")?;
+    }
+    checkpoint.prepare(resume, args.overwrite)?;
     let table = match loaded {
         Some(table) => table,
         None => {
@@ -352,10 +376,7 @@ pub fn run(args: ProxylessArgs) -> anyhow::Result<()> {
             }),
         )?;
     }
-    let resumable = Resumable {
-        checkpoint,
-        resume: args.resume,
-    };
+    let resumable = Resumable { checkpoint, resume };
     let outcome = search(
         &config,
         &mut data,
