@@ -234,16 +234,63 @@ impl History {
         self.done.len() + self.pending.len()
     }
 
-    /// The finished evaluation with the highest fitness (the earliest among equals).
+    /// The finished evaluation with the highest fitness; a tie on the first objective goes to
+    /// the better value of the next objective (so that with several objectives the best is on
+    /// the Pareto front), then to the earliest.
     pub fn best(&self) -> Option<&Observation> {
         let mut best: Option<&Observation> = None;
+        let values = |o: &Observation| {
+            o.score
+                .as_ref()
+                .filter(|s| s.feasible)
+                .map(|s| s.values.clone())
+        };
         for o in &self.done {
-            if let Some(f) = o.fitness()
-                && best.and_then(Observation::fitness).is_none_or(|b| f > b)
-            {
+            let Some(v) = values(o) else { continue };
+            let better = match best.and_then(values) {
+                None => true,
+                Some(b) => {
+                    let order = v
+                        .iter()
+                        .zip(&b)
+                        .map(|(x, y)| x.total_cmp(y))
+                        .find(|c| c.is_ne())
+                        .unwrap_or(std::cmp::Ordering::Equal);
+                    order.is_gt()
+                }
+            };
+            if better && !v.first().is_none_or(|f| f.is_nan()) {
                 best = Some(o);
             }
         }
         best
+    }
+}
+
+#[cfg(test)]
+mod best_tests {
+    use super::*;
+
+    fn done(key: &str, values: Vec<f64>, feasible: bool) -> Observation {
+        Observation {
+            arch: vec![],
+            key: key.into(),
+            metrics: None,
+            score: Some(Score { values, feasible }),
+        }
+    }
+
+    /// Accuracy first, minus latency second: `b` ties `a` on accuracy and is faster, so it is
+    /// the best although later; `c` is more accurate but infeasible; `d` ties `b` exactly and
+    /// comes later, so `b` stays.
+    #[test]
+    fn ties_on_the_first_objective_go_to_the_next() {
+        let mut history = History::default();
+        history.add_done(done("a", vec![90.0, -0.43], true));
+        history.add_done(done("b", vec![90.0, -0.42], true));
+        history.add_done(done("c", vec![95.0, -0.10], false));
+        history.add_done(done("d", vec![90.0, -0.42], true));
+        history.add_done(done("e", vec![f64::NAN, 0.0], true));
+        assert_eq!(history.best().unwrap().key, "b");
     }
 }
