@@ -28,6 +28,8 @@ pub struct BatchNorm2d {
     /// Whether this layer normalises with batch statistics (cleared by `valid()`).
     pub training: Param<Flag>,
     channels: usize,
+    /// Weight of the batch statistics in each update of the running ones.
+    momentum: f64,
 }
 
 impl BatchNorm2d {
@@ -41,6 +43,7 @@ impl BatchNorm2d {
             running_var: RunningState::new(Tensor::ones([channels], device)),
             training: Param::from_bool(true),
             channels,
+            momentum: MOMENTUM,
         }
     }
 
@@ -88,15 +91,29 @@ impl BatchNorm2d {
         let batch_var = var.detach().reshape([c]).mul_scalar(unbiased);
         let running_mean = self.running_mean.value_sync().to_device(&device);
         let running_var = self.running_var.value_sync().to_device(&device);
+        let m = self.momentum;
         let running_mean = running_mean
-            .mul_scalar(1.0 - MOMENTUM)
-            .add(batch_mean.mul_scalar(MOMENTUM));
-        let running_var = running_var
-            .mul_scalar(1.0 - MOMENTUM)
-            .add(batch_var.mul_scalar(MOMENTUM));
+            .mul_scalar(1.0 - m)
+            .add(batch_mean.mul_scalar(m));
+        let running_var = running_var.mul_scalar(1.0 - m).add(batch_var.mul_scalar(m));
         self.running_mean.update(running_mean.detach());
         self.running_var.update(running_var.detach());
         y
+    }
+
+    /// The same layer normalising with batch statistics (`training`) or running ones, whatever
+    /// `valid()` set.
+    pub fn with_training(mut self, training: bool) -> Self {
+        self.training = Param::from_bool(training);
+        self
+    }
+
+    /// The same layer with another weight of the batch statistics in the running ones: 0.1 by
+    /// default; `1 / k` at the `k`-th batch makes the running statistics the plain average of
+    /// the batches seen since a reset.
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
     }
 
     /// Resets the running statistics to mean 0 and variance 1.

@@ -26,10 +26,25 @@ pub struct ConvBn {
 
 impl ConvBn {
     fn new(c_in: usize, c_out: usize, spec: ConvSpec, init: &mut ParamInit) -> Self {
+        Self::with_affine(c_in, c_out, spec, true, init)
+    }
+
+    fn with_affine(
+        c_in: usize,
+        c_out: usize,
+        spec: ConvSpec,
+        affine: bool,
+        init: &mut ParamInit,
+    ) -> Self {
         ConvBn {
             conv: Conv2d::new(c_in, c_out, spec, false, init),
-            bn: BatchNorm2d::new(c_out, true, init),
+            bn: BatchNorm2d::new(c_out, affine, init),
         }
+    }
+
+    fn map_bn(mut self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.bn = f(self.bn);
+        self
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -52,14 +67,33 @@ pub struct MbConv {
 impl MbConv {
     /// The block for `shape` with a `kernel` depthwise convolution and expansion `expand`.
     pub fn new(shape: BlockShape, kernel: usize, expand: usize, init: &mut ParamInit) -> Self {
+        Self::with_affine(shape, kernel, expand, true, init)
+    }
+
+    /// The block with batch norm that learns a scale and shift (`affine`) or not.
+    pub fn with_affine(
+        shape: BlockShape,
+        kernel: usize,
+        expand: usize,
+        affine: bool,
+        init: &mut ParamInit,
+    ) -> Self {
         let hidden = shape.c_in * expand;
         let depthwise = ConvSpec::new(kernel, shape.stride, kernel / 2).grouped(hidden);
+        let pointwise = ConvSpec::new(1, 1, 0);
         MbConv {
-            expand: ConvBn::new(shape.c_in, hidden, ConvSpec::new(1, 1, 0), init),
-            depthwise: ConvBn::new(hidden, hidden, depthwise, init),
-            project: ConvBn::new(hidden, shape.c_out, ConvSpec::new(1, 1, 0), init),
+            expand: ConvBn::with_affine(shape.c_in, hidden, pointwise, affine, init),
+            depthwise: ConvBn::with_affine(hidden, hidden, depthwise, affine, init),
+            project: ConvBn::with_affine(hidden, shape.c_out, pointwise, affine, init),
             residual: shape.can_skip(),
         }
+    }
+
+    fn map_bn(mut self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.expand = self.expand.map_bn(f);
+        self.depthwise = self.depthwise.map_bn(f);
+        self.project = self.project.map_bn(f);
+        self
     }
 
     /// Applies the block.
@@ -90,9 +124,19 @@ pub struct Skip {
 impl BlockOp {
     /// The module computing `choice` on `shape`. `Skip` needs a shape where it fits.
     pub fn new(shape: BlockShape, choice: BlockChoice, init: &mut ParamInit) -> Self {
+        Self::with_affine(shape, choice, true, init)
+    }
+
+    /// The module with affine batch norm or not.
+    pub fn with_affine(
+        shape: BlockShape,
+        choice: BlockChoice,
+        affine: bool,
+        init: &mut ParamInit,
+    ) -> Self {
         match choice {
             BlockChoice::MbConv { kernel, expand } => {
-                BlockOp::MbConv(MbConv::new(shape, kernel, expand, init))
+                BlockOp::MbConv(MbConv::with_affine(shape, kernel, expand, affine, init))
             }
             BlockChoice::Skip => BlockOp::Skip(Skip {
                 channels: shape.c_in,
@@ -238,6 +282,13 @@ pub struct MobileSupernet {
 impl MobileSupernet {
     /// The supernet of `space`, every candidate drawn independently.
     pub fn new(space: &MobileSpace, init: &mut ParamInit) -> Self {
+        Self::with_affine(space, true, init)
+    }
+
+    /// The supernet with the candidates' batch norm affine or not (single-path one-shot
+    /// training leaves it without scale and shift, so that a candidate's output scale is its
+    /// convolutions' alone); the stem and head keep theirs.
+    pub fn with_affine(space: &MobileSpace, affine: bool, init: &mut ParamInit) -> Self {
         let stem = MobileStem::new(space, init);
         let blocks = space
             .blocks()
@@ -246,12 +297,37 @@ impl MobileSupernet {
                 shape
                     .choices()
                     .into_iter()
-                    .map(|choice| BlockOp::new(shape, choice, init))
+                    .map(|choice| BlockOp::with_affine(shape, choice, affine, init))
                     .collect()
             })
             .collect();
         let head = MobileHead::new(space, init);
         MobileSupernet { stem, blocks, head }
+    }
+
+    /// Applies `f` to the batch norm layers of the subnet `path`: the stem's, those of the
+    /// chosen candidate of every block, and the head's; every other layer is left as it is.
+    pub fn map_path_bn(mut self, path: &[usize], f: impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.stem.conv = self.stem.conv.map_bn(&f);
+        self.head.conv = self.head.conv.map_bn(&f);
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .enumerate()
+            .map(|(b, ops)| {
+                let chosen = path.get(b).copied();
+                ops.into_iter()
+                    .enumerate()
+                    .map(|(i, op)| match op {
+                        BlockOp::MbConv(block) if Some(i) == chosen => {
+                            BlockOp::MbConv(block.map_bn(&f))
+                        }
+                        other => other,
+                    })
+                    .collect()
+            })
+            .collect();
+        self
     }
 
     /// The subnet with candidate `path[b]` (an index into block `b`'s choices) in every block.

@@ -4,6 +4,7 @@
 pub mod darts;
 pub mod derive_capped;
 pub mod proxyless;
+pub mod spos;
 
 pub use darts::{DartsConfig, DartsData, DartsOutcome, EpochRecord, Resumable, search};
 pub use derive_capped::derive_with_skip_cap;
