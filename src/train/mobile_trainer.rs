@@ -141,7 +141,7 @@ pub fn train_mobile(
             epoch = record.epoch,
             train_loss = format!("{:.4}", record.train_loss),
             test_acc = format!("{:.4}", record.test_accuracy),
-            "retraining epoch done"
+            "training epoch done"
         );
         let flow = on_epoch(&record);
         records.push(record);
