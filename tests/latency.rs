@@ -264,3 +264,51 @@ fn latency_constraints_reject_before_training() {
     }
     assert!(trained > 0, "no trial was under the bound");
 }
+
+/// A saved table edited by hand into something no measurement gives is refused when read, with
+/// the file and the field at fault.
+#[test]
+fn impossible_tables_are_refused_when_read() {
+    let space = MobileSpace::cifar(1, 8, 10);
+    let good = serde_json::to_value(table(&space)).unwrap();
+    let path = std::env::temp_dir().join(format!("nasrs-bad-table-{}.json", std::process::id()));
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), expected: &str| {
+        let mut value = good.clone();
+        edit(&mut value);
+        std::fs::write(&path, value.to_string()).unwrap();
+        let err = LatencyTable::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("nasrs-bad-table") && err.contains(expected),
+            "{err}"
+        );
+    };
+    refused(
+        &|v| v["settings"]["batch_size"] = 0.into(),
+        "settings.batch_size",
+    );
+    refused(&|v| v["settings"]["threads"] = 0.into(), "settings.threads");
+    refused(
+        &|v| v["entries"][1]["p10_ms"] = 1e3.into(),
+        "p10 <= median <= p90",
+    );
+    refused(&|v| v["entries"][1]["runs"] = 0.into(), "at least one run");
+    refused(
+        &|v| v["entries"][1]["median_ms"] = 0.0.into(),
+        "median positive",
+    );
+    refused(
+        &|v| {
+            let first = v["entries"][1].clone();
+            v["entries"][2] = first;
+        },
+        "repeats an earlier entry",
+    );
+    refused(
+        &|v| {
+            v["entries"].as_array_mut().unwrap().pop();
+        },
+        "incomplete table",
+    );
+    refused(&|v| v["space"]["image_size"] = 0.into(), "invalid space");
+    std::fs::remove_file(&path).ok();
+}

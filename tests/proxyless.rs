@@ -3,6 +3,8 @@
 //! the move to a latency target is the cheapest in log-probability, and bad settings are
 //! refused.
 
+mod common;
+
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use nasrs::latency::LatencyTable;
@@ -12,32 +14,13 @@ use nasrs::search::proxyless::{
     ArchWeights, LatencyLoss, ProxylessConfig, arch_step, expected_latency, latency_loss,
     meet_target,
 };
-use nasrs::space::mobile::{MobileSpace, Stage};
+use nasrs::space::mobile::MobileSpace;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A small space for fast steps: 1-channel 8x8 images, two stages of two blocks.
 fn tiny_space() -> MobileSpace {
-    MobileSpace {
-        in_channels: 1,
-        image_size: 8,
-        stem_channels: 4,
-        stages: vec![
-            Stage {
-                channels: 8,
-                blocks: 2,
-                stride: 2,
-            },
-            Stage {
-                channels: 8,
-                blocks: 2,
-                stride: 1,
-            },
-        ],
-        head_channels: 16,
-        classes: 3,
-        search_transitions: false,
-    }
+    common::tiny_mobile_space()
 }
 
 fn config(space: MobileSpace, target_ms: Option<f64>, form: LatencyLoss) -> ProxylessConfig {

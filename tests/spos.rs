@@ -3,36 +3,19 @@
 //! norm changes its running statistics, to the plain average over the batches, and nothing
 //! else.
 
+mod common;
+
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use nasrs::nn::mobile::{BlockOp, MobileSupernet};
 use nasrs::nn::{ParamInit, named_parameters};
 use nasrs::search::spos::{path_step, recalibrate, uniform_path};
-use nasrs::space::mobile::{MobileSpace, Stage};
+use nasrs::space::mobile::MobileSpace;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn tiny_space() -> MobileSpace {
-    MobileSpace {
-        in_channels: 1,
-        image_size: 8,
-        stem_channels: 4,
-        stages: vec![
-            Stage {
-                channels: 8,
-                blocks: 2,
-                stride: 2,
-            },
-            Stage {
-                channels: 8,
-                blocks: 2,
-                stride: 1,
-            },
-        ],
-        head_channels: 16,
-        classes: 3,
-        search_transitions: false,
-    }
+    common::tiny_mobile_space()
 }
 
 /// `blocks.{b}.{i}.` names candidate `i` of block `b`; `None` for the stem and head.
@@ -51,8 +34,8 @@ fn a_path_step_moves_only_the_path_and_the_shared_layers() {
     let x = Tensor::<4>::random([4, 1, 8, 8], Distribution::Normal(0.0, 1.0), &device);
     let y = Tensor::<1, Int>::from_ints([0, 1, 2, 0], &device);
     let mut optimizer = nasrs::train::optim::sgd(0.9, 4e-5);
-    let (model, loss) = path_step(model, &mut optimizer, &path, x, y, 0.1, 5.0);
-    assert!(loss.is_finite());
+    let (model, step) = path_step(model, &mut optimizer, &path, x, y, 0.1, 5.0);
+    assert!(step.loss.is_finite() && step.correct <= 4);
     let after = named_parameters(&model);
     assert_eq!(before.len(), after.len());
     let (mut moved_on_path, mut moved_shared) = (0, 0);

@@ -251,6 +251,14 @@ impl LatencyTable {
         }
         for (i, e) in table.entries.iter().enumerate() {
             let t = e.timing;
+            let values = [t.median_ms, t.p10_ms, t.p90_ms];
+            if values.iter().any(|v| !v.is_finite() || *v < 0.0) || t.median_ms <= 0.0 {
+                return Err(format(format!(
+                    "entries[{i}] (`{}`): latencies must be finite and the median positive, \
+                     found median {} p10 {} p90 {}",
+                    e.op, t.median_ms, t.p10_ms, t.p90_ms
+                )));
+            }
             if t.runs == 0 || !(t.p10_ms <= t.median_ms && t.median_ms <= t.p90_ms) {
                 return Err(format(format!(
                     "entries[{i}] (`{}`): expected p10 <= median <= p90 over at least one run, \
@@ -267,14 +275,6 @@ impl LatencyTable {
                     "entries[{i}] (`{}` from {} to {} channels at stride {} on {}x{}) repeats \
                      an earlier entry",
                     e.op, e.c_in, e.c_out, e.stride, e.input_size, e.input_size
-                )));
-            }
-            let values = [t.median_ms, t.p10_ms, t.p90_ms];
-            if values.iter().any(|v| !v.is_finite() || *v < 0.0) || t.median_ms <= 0.0 {
-                return Err(format(format!(
-                    "entries[{i}] (`{}`): latencies must be finite and the median positive, \
-                     found median {} p10 {} p90 {}",
-                    e.op, t.median_ms, t.p10_ms, t.p90_ms
                 )));
             }
         }

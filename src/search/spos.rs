@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::nn::mobile::MobileSupernet;
 use crate::space::mobile::MobileSpace;
 use crate::train::clip::clip_global_norm;
-use crate::train::cross_entropy;
+use crate::train::{correct_count, cross_entropy};
 
 /// One candidate per block, each drawn uniformly among the block's choices.
 pub fn uniform_path(space: &MobileSpace, rng: &mut ChaCha8Rng) -> Vec<usize> {
@@ -23,10 +23,19 @@ pub fn uniform_path(space: &MobileSpace, rng: &mut ChaCha8Rng) -> Vec<usize> {
         .collect()
 }
 
+/// What a weight step on one path computed.
+#[derive(Clone, Copy, Debug)]
+pub struct PathStep {
+    /// Cross-entropy of the path's logits on the batch (before the step).
+    pub loss: f64,
+    /// Images of the batch the path classified correctly (before the step).
+    pub correct: usize,
+}
+
 /// One weight step on the subnet `path` (an index into every block's choices): cross-entropy
 /// of the path's logits on `x`, `y`, gradients clipped to a global norm of `grad_clip`, an
 /// optimiser step at `lr`. Only the stem, the head and the path's candidates receive
-/// gradients, so no other weight moves. Returns the model and the loss.
+/// gradients, so no other weight moves. The caller checks that the loss is finite.
 pub fn path_step(
     model: MobileSupernet,
     optimizer: &mut ModuleOptimizer,
@@ -35,12 +44,16 @@ pub fn path_step(
     y: Tensor<1, Int>,
     lr: f64,
     grad_clip: f64,
-) -> (MobileSupernet, f64) {
-    let loss = cross_entropy(model.forward_path(x, path), y);
-    let value = f64::from(loss.clone().into_scalar::<f32>());
+) -> (MobileSupernet, PathStep) {
+    let logits = model.forward_path(x, path);
+    let loss = cross_entropy(logits.clone(), y.clone());
+    let step = PathStep {
+        loss: f64::from(loss.clone().into_scalar::<f32>()),
+        correct: correct_count(logits.detach(), y),
+    };
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
     clip_global_norm(&model, &mut grads, grad_clip);
-    (optimizer.step(lr, model, grads), value)
+    (optimizer.step(lr, model, grads), step)
 }
 
 /// The supernet in evaluation mode with the batch-norm statistics of the subnet `path`
