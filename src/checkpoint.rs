@@ -64,8 +64,11 @@ impl Checkpoint {
         fs::create_dir_all(&staging).map_err(|e| NasError::io(&staging, e))?;
 
         let model_path = staging.join("model.bpk");
+        // burn keeps the last update of a running statistic (batch norm) pending until the
+        // next update or a sync, and a record reads the committed value: `valid()` commits
+        // it first, so the file holds the statistics the model would use.
         model
-            .clone()
+            .valid()
             .save_file(&model_path)
             .map_err(|e| NasError::format(&model_path, format!("cannot save model: {e:?}")))?;
         for (name, optimizer) in optimizers {
@@ -166,9 +169,12 @@ impl Checkpoint {
     /// Loads the saved weights into `model`, which must have the same structure.
     pub fn load_model<M: Module>(&self, model: M) -> Result<M> {
         let path = self.readable_dir()?.join("model.bpk");
-        model
+        let model = model
             .try_load_file(&path)
-            .map_err(|e| NasError::format(&path, format!("cannot load model: {e:?}")))
+            .map_err(|e| NasError::format(&path, format!("cannot load model: {e:?}")))?;
+        // The next checkpoint replaces this directory.
+        crate::nn::read_into_memory(&model);
+        Ok(model)
     }
 
     /// Loads the saved state of optimiser `name` into `optimizer`.

@@ -136,3 +136,322 @@ fn recalibration_changes_running_statistics_only() {
     // The recalibrated subnet evaluates with running statistics again.
     assert!(!subnet.stem.conv.bn.training.is_enabled());
 }
+
+mod supernet_runs {
+    use std::sync::Arc;
+
+    use burn::prelude::*;
+    use nasrs::checkpoint::Checkpoint;
+    use nasrs::data::{Augment, BatchLoader, Dataset, Normalization, load_digits_embedded};
+    use nasrs::multi::spaces::MobileChainSpace;
+    use nasrs::multi::supernet::{Supernet, SupernetEstimator};
+    use nasrs::multi::{Estimator, Space};
+    use nasrs::nn::named_parameters;
+    use nasrs::search::Resumable;
+    use nasrs::search::spos::{
+        SposConfig, SupernetInfo, load_supernet, path_of, recalibrate, save_supernet, score_subnet,
+        train_supernet,
+    };
+    use nasrs::space::mobile::MobileSpace;
+    use nasrs::train::evaluate;
+
+    fn digits() -> (Arc<Dataset>, Normalization) {
+        let train = Arc::new(load_digits_embedded().unwrap().train);
+        let norm = Normalization::from_dataset(&train);
+        (train, norm)
+    }
+
+    fn loader(range: std::ops::Range<usize>, shuffle: bool) -> BatchLoader {
+        let (train, norm) = digits();
+        let batch = if shuffle { 32 } else { 128 };
+        BatchLoader::new(
+            train,
+            range.collect(),
+            batch,
+            shuffle,
+            Augment::none(),
+            norm,
+            3,
+        )
+        .unwrap()
+    }
+
+    fn config() -> SposConfig {
+        SposConfig {
+            space: MobileSpace::cifar(1, 8, 10),
+            epochs: 3,
+            lr: 0.05,
+            lr_min: 0.0,
+            momentum: 0.9,
+            weight_decay: 4e-5,
+            grad_clip: 5.0,
+            seed: 5,
+        }
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("nasrs-spos-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Training stopped after its second epoch (the error comes after the checkpoint) and
+    /// resumed ends with the weights, batch-norm statistics and records of an uninterrupted
+    /// run; a resume with other settings is refused.
+    #[test]
+    fn an_interrupted_training_resumes_to_the_uninterrupted_supernet() {
+        let device = Device::flex();
+        let cfg = config();
+        let (whole, records) =
+            train_supernet(&cfg, &mut loader(0..256, true), &device, None, |_| Ok(())).unwrap();
+        assert_eq!(records.len(), 3);
+        assert!(records[2].train_loss < records[0].train_loss, "{records:?}");
+
+        let dir = temp("resume");
+        let resumable = |resume| Resumable {
+            checkpoint: Checkpoint::in_run(&dir),
+            resume,
+        };
+        let stopped = train_supernet(
+            &cfg,
+            &mut loader(0..256, true),
+            &device,
+            Some(&resumable(false)),
+            |e| {
+                if e.epoch == 2 {
+                    Err(nasrs::NasError::Numerical("stop here".into()))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(stopped.is_err());
+        let (resumed, resumed_records) = train_supernet(
+            &cfg,
+            &mut loader(0..256, true),
+            &device,
+            Some(&resumable(true)),
+            |_| Ok(()),
+        )
+        .unwrap();
+        let losses = |r: &[nasrs::search::spos::SposEpoch]| {
+            r.iter().map(|e| e.train_loss).collect::<Vec<_>>()
+        };
+        assert_eq!(losses(&records), losses(&resumed_records));
+        let (a, b) = (named_parameters(&whole), named_parameters(&resumed));
+        assert_eq!(a.len(), b.len());
+        for ((name, _, x), (_, _, y)) in a.iter().zip(&b) {
+            assert_eq!(x, y, "{name} differs after resuming");
+        }
+
+        let mut other = cfg.clone();
+        other.lr = 0.01;
+        let refused = train_supernet(
+            &other,
+            &mut loader(0..256, true),
+            &device,
+            Some(&resumable(true)),
+            |_| Ok(()),
+        );
+        std::fs::remove_dir_all(&dir).ok();
+        let message = refused.err().unwrap().to_string();
+        assert!(message.contains("lr"), "{message}");
+    }
+
+    fn info(cfg: &SposConfig) -> SupernetInfo {
+        SupernetInfo {
+            config: cfg.clone(),
+            dataset: "digits".into(),
+            subset: None,
+            valid_portion: 0.2,
+            batch_size: 32,
+            epochs: Vec::new(),
+        }
+    }
+
+    /// A saved supernet reloads with the same weights and batch-norm statistics (its subnets
+    /// score the same), and damaged files are refused with the file named.
+    #[test]
+    fn a_saved_supernet_reloads_and_damage_is_named() {
+        let device = Device::flex();
+        let mut cfg = config();
+        cfg.epochs = 1;
+        let (model, _) =
+            train_supernet(&cfg, &mut loader(0..128, true), &device, None, |_| Ok(())).unwrap();
+        let dir = temp("save");
+        save_supernet(&dir, &model, &info(&cfg)).unwrap();
+        let (loaded, loaded_info) = load_supernet(&dir, &device).unwrap();
+        assert_eq!(loaded_info, info(&cfg));
+        let path = vec![0; cfg.space.blocks().len()];
+        let before = score_subnet(&model, &path, None, &mut loader(256..512, false), &device);
+        let after = score_subnet(&loaded, &path, None, &mut loader(256..512, false), &device);
+        assert_eq!(before.accuracy, after.accuracy);
+        assert_eq!(before.loss, after.loss);
+
+        // Weights of another space.
+        let mut bigger = cfg.clone();
+        bigger.space.head_channels += 8;
+        std::fs::write(
+            dir.join("supernet.json"),
+            serde_json::to_string(&info(&bigger)).unwrap(),
+        )
+        .unwrap();
+        let message = load_supernet(&dir, &device).err().unwrap().to_string();
+        assert!(message.contains("supernet.bpk"), "{message}");
+        // A description that is not one.
+        std::fs::write(dir.join("supernet.json"), "{\"config\": 3}").unwrap();
+        let message = load_supernet(&dir, &device).err().unwrap().to_string();
+        assert!(message.contains("supernet.json"), "{message}");
+        // Missing weights.
+        save_supernet(&dir, &model, &info(&cfg)).unwrap();
+        std::fs::remove_file(dir.join("supernet.bpk")).unwrap();
+        let message = load_supernet(&dir, &device).err().unwrap().to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(message.contains("supernet.bpk"), "{message}");
+    }
+
+    /// The estimator's accuracy is the held-out accuracy of the subnet recalibrated on its
+    /// fixed calibration batches (recomputed here by hand from the same batches), or of the
+    /// supernet's running statistics with recalibration off; its costs are the standalone
+    /// network's.
+    #[test]
+    fn the_supernet_estimator_scores_recalibrated_subnets() {
+        let device = Device::flex();
+        let mut cfg = config();
+        cfg.epochs = 2;
+        let (model, _) =
+            train_supernet(&cfg, &mut loader(0..256, true), &device, None, |_| Ok(())).unwrap();
+        let (train, norm) = digits();
+        let build = |batches| {
+            SupernetEstimator::new(
+                Supernet::Mobile(Box::new(model.clone()), info(&cfg)),
+                train.clone(),
+                (0..256).collect(),
+                (256..512).collect(),
+                norm.clone(),
+                Augment::none(),
+                batches,
+                device.clone(),
+            )
+            .unwrap()
+        };
+        let space = MobileChainSpace::new(cfg.space.clone()).unwrap();
+        let arch = vec![1; space.genes().len()];
+        let blocks = space.mobile_blocks(&arch).unwrap();
+        let path = path_of(&cfg.space, &blocks).unwrap();
+
+        let estimator = build(3);
+        let evaluation = estimator.evaluate(&space, &arch, 0).unwrap();
+        // The same three batches the estimator draws: the training part shuffled with the
+        // calibration stream, batches of the supernet's batch size.
+        let mut calibration_loader = BatchLoader::new(
+            train.clone(),
+            (0..256).collect(),
+            32,
+            true,
+            Augment::none(),
+            norm.clone(),
+            cfg.seed ^ 0x4341_4c49_4252_4154,
+        )
+        .unwrap();
+        let batches: Vec<Tensor<4>> = calibration_loader
+            .epoch()
+            .take(3)
+            .map(|b| nasrs::train::tensors::batch_tensors(&b, &device).0)
+            .collect();
+        let by_hand = recalibrate(&model, &path, &batches);
+        let expected = evaluate(&mut loader(256..512, false), &device, |x| {
+            by_hand.forward_path(x, &path)
+        });
+        let accuracy = evaluation.metrics["valid_accuracy"];
+        assert!(
+            (accuracy - 100.0 * expected.accuracy).abs() < 1e-9,
+            "{accuracy}"
+        );
+
+        let plain = build(0);
+        let unrecalibrated = plain.evaluate(&space, &arch, 0).unwrap();
+        let running = model.valid();
+        let expected = evaluate(&mut loader(256..512, false), &device, |x| {
+            running.forward_path(x, &path)
+        });
+        let accuracy = unrecalibrated.metrics["valid_accuracy"];
+        assert!(
+            (accuracy - 100.0 * expected.accuracy).abs() < 1e-9,
+            "{accuracy}"
+        );
+        assert!(plain.score_with(&blocks, true).is_err());
+
+        let cost = nasrs::cost::mobile_network(&cfg.space, &blocks).unwrap();
+        assert_eq!(evaluation.metrics["params"], cost.params as f64);
+        assert_eq!(
+            estimator.cost(&space, &arch).unwrap()["macs"],
+            cost.macs as f64
+        );
+    }
+}
+
+/// burn keeps the last batch-norm statistics update pending until a sync; a checkpoint written
+/// right after training must hold the committed statistics, so a model loaded from it scores
+/// exactly as the trained model does in evaluation mode.
+#[test]
+fn a_checkpoint_holds_the_last_batch_norm_update() {
+    use nasrs::checkpoint::Checkpoint;
+    use nasrs::data::{Augment, BatchLoader, Normalization, load_digits_embedded};
+    use nasrs::search::spos::{SposConfig, score_subnet, train_supernet};
+
+    let train = std::sync::Arc::new(load_digits_embedded().unwrap().train);
+    let norm = Normalization::from_dataset(&train);
+    let loader = |range: std::ops::Range<usize>, shuffle: bool| {
+        BatchLoader::new(
+            train.clone(),
+            range.collect(),
+            32,
+            shuffle,
+            Augment::none(),
+            norm.clone(),
+            1,
+        )
+        .unwrap()
+    };
+    let space = MobileSpace::cifar(1, 8, 10);
+    let config = SposConfig {
+        space: space.clone(),
+        epochs: 1,
+        lr: 0.05,
+        lr_min: 0.0,
+        momentum: 0.9,
+        weight_decay: 4e-5,
+        grad_clip: 5.0,
+        seed: 2,
+    };
+    let device = Device::flex();
+    let (model, _) = train_supernet(
+        &config,
+        &mut loader(0..128, true),
+        &device,
+        None,
+        |_| Ok(()),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("nasrs-spos-pending-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let checkpoint = Checkpoint::in_run(&dir);
+    let optimizer = nasrs::train::optim::sgd(0.9, 0.0);
+    checkpoint
+        .save(&model, &[("weights", &optimizer)], &0)
+        .unwrap();
+    let fresh = MobileSupernet::with_affine(
+        &space,
+        false,
+        &mut ParamInit::new(9, &device.clone().autodiff()),
+    );
+    let loaded = checkpoint.load_model(fresh).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let path = vec![0; space.blocks().len()];
+    let a = score_subnet(&model, &path, None, &mut loader(256..512, false), &device);
+    let b = score_subnet(&loaded, &path, None, &mut loader(256..512, false), &device);
+    assert_eq!((a.accuracy, a.loss), (b.accuracy, b.loss));
+}

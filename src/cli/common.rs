@@ -214,3 +214,57 @@ pub fn clear_experiment(dir: &std::path::Path, overwrite: bool) -> anyhow::Resul
     }
     remove_run_files(dir)
 }
+
+/// The data settings of a run as `config.json` records them, for comparing on resume.
+pub fn data_settings(data: &DataArgs) -> serde_json::Value {
+    serde_json::json!({
+        "dataset": data.dataset.to_string(),
+        "data_dir": data.data_dir,
+        "subset": data.subset,
+        "cutout": data.cutout,
+        "no_augment": data.no_augment,
+    })
+}
+
+/// Before resuming the run in `dir`: fails unless its `config.json` holds the same value as
+/// `current` for every field of `fields` (the settings a checkpoint does not compare itself).
+/// A run with a checkpoint but no readable `config.json` is refused: it cannot be checked.
+pub fn check_resumed_config(
+    dir: &std::path::Path,
+    current: &serde_json::Value,
+    fields: &[&str],
+    has_checkpoint: bool,
+) -> anyhow::Result<()> {
+    let path = dir.join("config.json");
+    let saved = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not the run's configuration ({e}); the run cannot be resumed safely, pass \
+                 --overwrite to start again",
+                path.display()
+            )
+        })?,
+        Err(_) if !has_checkpoint => return Ok(()),
+        Err(e) => anyhow::bail!(
+            "{}: cannot read the run's configuration ({e}); the run cannot be resumed safely, \
+             pass --overwrite to start again",
+            path.display()
+        ),
+    };
+    for field in fields {
+        let (was, now) = (saved.pointer(field), current.pointer(field));
+        if was != now {
+            let show = |v: Option<&serde_json::Value>| {
+                v.map_or_else(|| "nothing".to_string(), |v| v.to_string())
+            };
+            anyhow::bail!(
+                "invalid setting `{}`: the run in {} was started with {}, not {}",
+                field.trim_start_matches('/').replace('/', "."),
+                dir.display(),
+                show(was),
+                show(now)
+            );
+        }
+    }
+    Ok(())
+}

@@ -5,9 +5,12 @@ mod common;
 mod compare;
 mod latency;
 mod multi;
+mod ofa;
 mod proxyless;
+mod rank;
 mod search;
 mod show;
+mod spos;
 mod train;
 mod trials;
 
@@ -46,6 +49,17 @@ enum Command {
     /// latency target, time the result, optionally retrain it from scratch.
     #[command(allow_negative_numbers = true)]
     Proxyless(proxyless::ProxylessArgs),
+    /// Single-path one-shot: train a supernet (inverted-residual chain or DARTS cells) once
+    /// with one uniformly sampled path per batch, for searches with `--estimator supernet:DIR`.
+    #[command(allow_negative_numbers = true)]
+    Spos(spos::SposArgs),
+    /// Once-for-All: train an elastic network by progressive shrinking, then find a subnet for
+    /// each latency budget with an accuracy predictor and evolution, and measure it.
+    #[command(allow_negative_numbers = true)]
+    Ofa(ofa::OfaArgs),
+    /// Score the trials of a stand-alone experiment with a supernet (with and without batch-norm
+    /// recalibration) and report the rank correlations.
+    Rank(rank::RankArgs),
     /// Measure the latency of every operation of the inverted-residual space on this machine
     /// and check the summed prediction against whole random networks.
     LatencyTable(latency::LatencyArgs),
@@ -81,5 +95,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trials(args) => trials::run(args),
         Command::LatencyTable(args) => latency::run(args),
         Command::Proxyless(args) => proxyless::run(args),
+        Command::Spos(args) => spos::run(args),
+        Command::Ofa(args) => ofa::run(args),
+        Command::Rank(args) => rank::run(args),
     }
 }

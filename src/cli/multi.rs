@@ -17,12 +17,15 @@ use nasrs::multi::strategies::{
     LocalSearch, ParetoEvolution, PredictorConfig, PredictorSearch, RandomSearch,
     RegularizedEvolution,
 };
+use nasrs::multi::supernet::{Supernet, SupernetEstimator};
 use nasrs::multi::tabular::{Nb201Dataset, TableEstimator, TableOptions};
 use nasrs::multi::trained::{TrainedEstimator, TrainedSettings};
 use nasrs::multi::trajectory::incumbents;
 use nasrs::multi::{Constraint, Estimator, Objective, Scoring, Space, Strategy};
 use nasrs::report::OutputDir;
 use nasrs::report::svg::{Series, line_chart, scatter_chart};
+use nasrs::search::spos::load_supernet;
+use nasrs::search::spos_cell::load_cell_supernet;
 use nasrs::space::mobile::MobileSpace;
 
 use super::common::{
@@ -72,8 +75,9 @@ pub struct MultiArgs {
     #[arg(long, default_value = "nb201")]
     pub space: String,
     /// How architectures are evaluated: nb201 (NAS-Bench-201 table lookup), table:FILE (a CSV
-    /// of architecture key -> metrics), or train (train each architecture's network on
-    /// --dataset; darts and mobile spaces).
+    /// of architecture key -> metrics), train (train each architecture's network on
+    /// --dataset; darts and mobile spaces), or supernet:DIR (the weights of a supernet trained
+    /// by `nas spos` into DIR, batch norm recalibrated; mobile or darts space, as trained).
     #[arg(long, default_value = "nb201")]
     pub estimator: String,
     /// Dataset of the NAS-Bench-201 table: cifar10, cifar100, imagenet16-120.
@@ -120,6 +124,10 @@ pub struct MultiArgs {
     /// the metric latency_ms, the predicted latency, for constraints and objectives.
     #[arg(long)]
     pub latency_table: Option<PathBuf>,
+    /// With --estimator supernet:DIR: training batches that recompute each subnet's batch-norm
+    /// statistics before it is evaluated (0: use the supernet's running statistics).
+    #[arg(long, default_value_t = 50)]
+    pub calibration_batches: usize,
     /// With --estimator train: fraction of the training split held out for validation.
     #[arg(long, default_value_t = 0.2)]
     pub valid_portion: f32,
@@ -154,6 +162,127 @@ pub fn build_space(args: &MultiArgs, nodes: usize) -> anyhow::Result<Box<dyn Spa
         },
     };
     Ok(space)
+}
+
+/// The supernet `nas spos` saved in `dir`, of either space.
+pub fn load_any_supernet(dir: &Path, device: &burn::prelude::Device) -> anyhow::Result<Supernet> {
+    if dir.join("cell_supernet.json").is_file() {
+        let (model, info) = load_cell_supernet(dir, device)?;
+        return Ok(Supernet::Cell(Box::new(model), info));
+    }
+    if !dir.join("supernet.json").is_file() {
+        anyhow::bail!(
+            "invalid setting `estimator`: {} holds no supernet (supernet.json or \
+             cell_supernet.json from `nas spos`)",
+            dir.display()
+        );
+    }
+    let (model, info) = load_supernet(dir, device)?;
+    Ok(Supernet::Mobile(Box::new(model), info))
+}
+
+/// The estimator scoring architectures with the supernet trained in `dir`: on the data
+/// it was trained with (dataset, subset and held-out part follow from its settings and seed).
+fn supernet_estimator(
+    args: &MultiArgs,
+    space: &dyn Space,
+    dir: &Path,
+    data: &DataArgs,
+    device: &DeviceArgs,
+) -> anyhow::Result<SupernetEstimator> {
+    let device_name = nasrs::device::resolved_name(&device.device);
+    let device = device.device()?;
+    let supernet = load_any_supernet(dir, &device)?;
+    let mut probe = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let probe = nasrs::multi::space::sample(space, &mut probe);
+    let fits = match &supernet {
+        Supernet::Mobile(..) => space.mobile_blocks(&probe).is_some(),
+        Supernet::Cell(..) => space.genotype(&probe).is_some(),
+    };
+    if !fits {
+        let wanted = match &supernet {
+            Supernet::Mobile(..) => "mobile",
+            Supernet::Cell(..) => "darts",
+        };
+        anyhow::bail!(
+            "invalid setting `estimator`: the supernet in {} scores --space {wanted}, but --space \
+             is {}",
+            dir.display(),
+            args.space
+        );
+    }
+    if let (Supernet::Cell(_, info), Some(genotype)) = (&supernet, space.genotype(&probe))
+        && genotype.nodes() != info.config.network.nodes
+    {
+        anyhow::bail!(
+            "invalid setting `nodes`: the supernet in {} has {} intermediate nodes per cell, \
+             --nodes is {}",
+            dir.display(),
+            info.config.network.nodes,
+            genotype.nodes()
+        );
+    }
+    if supernet.dataset() != data.dataset.to_string() {
+        anyhow::bail!(
+            "invalid setting `dataset`: the supernet in {} was trained on {}, not {}",
+            dir.display(),
+            supernet.dataset(),
+            data.dataset
+        );
+    }
+    let (seed, subset, valid_portion) = supernet.data_settings();
+    if data.subset.is_some() && data.subset != subset {
+        anyhow::bail!(
+            "invalid setting `subset`: the supernet in {} was trained on {}; its held-out part \
+             follows from that, so leave --subset out",
+            dir.display(),
+            subset.map_or_else(
+                || "the whole training split".to_string(),
+                |n| format!("a subset of {n} images")
+            )
+        );
+    }
+    if args.valid_portion != valid_portion {
+        tracing::warn!(
+            supernet_valid_portion = valid_portion,
+            valid_portion = args.valid_portion,
+            "--valid-portion does not apply: subnets are validated on the part the supernet held \
+             out"
+        );
+    }
+    // The supernet's own data streams: the images it held out are the ones to validate on.
+    let mut supernet_data = data.clone();
+    supernet_data.subset = subset;
+    let prepared = supernet_data.prepare(stream_seed(seed, 1))?;
+    let (train_idx, valid_idx) = split_indices(
+        prepared.train.len(),
+        1.0 - valid_portion,
+        stream_seed(seed, 2),
+    );
+    tracing::info!(
+        supernet = %dir.display(),
+        held_out = valid_idx.len(),
+        calibration_batches = args.calibration_batches,
+        "scoring subnets with the supernet's weights"
+    );
+    let estimator = SupernetEstimator::new(
+        supernet,
+        Arc::clone(&prepared.train),
+        train_idx,
+        valid_idx,
+        prepared.normalization.clone(),
+        prepared.augment,
+        args.calibration_batches,
+        device,
+    )?;
+    Ok(match &args.latency_table {
+        Some(path) => {
+            let table = LatencyTable::load(path)?;
+            warn_if_foreign(&table, path, &device_name);
+            estimator.with_latency_table(table)?
+        }
+        None => estimator,
+    })
 }
 
 /// Builds the estimator for `space`.
@@ -238,9 +367,13 @@ pub fn build_estimator(
                 None => Box::new(estimator),
             }
         }
+        other if other.starts_with("supernet:") => {
+            let dir = Path::new(&other["supernet:".len()..]);
+            Box::new(supernet_estimator(args, space, dir, data, device)?)
+        }
         _ if args.latency_table.is_some() => anyhow::bail!(
-            "invalid setting `latency_table`: latency comes with --estimator train on --space \
-             mobile"
+            "invalid setting `latency_table`: latency comes with --estimator train or supernet:DIR \
+             on --space mobile"
         ),
         other => match other.strip_prefix("table:") {
             Some(path) => {
@@ -251,7 +384,8 @@ pub fn build_estimator(
                 Box::new(TableEstimator::from_csv(Path::new(path), space, &options)?)
             }
             None => anyhow::bail!(
-                "invalid setting `estimator`: expected nb201, table:FILE or train, found `{other}`"
+                "invalid setting `estimator`: expected nb201, table:FILE, train or supernet:DIR, \
+                 found `{other}`"
             ),
         },
     };

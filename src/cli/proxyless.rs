@@ -459,6 +459,7 @@ pub fn run(args: ProxylessArgs) -> anyhow::Result<()> {
             &mut train_loader,
             &mut test_loader,
             &device,
+            None,
             |r| {
                 if let Err(e) = out.append_jsonl("retrain.jsonl", r) {
                     tracing::warn!("cannot record the retraining epoch: {e}");

@@ -11,20 +11,36 @@ use nasrs::checkpoint::Checkpoint;
 use nasrs::data::BatchLoader;
 use nasrs::nn::NetworkConfig;
 use nasrs::report::OutputDir;
+use nasrs::report::svg::{Series, line_chart};
 use nasrs::search::Resumable;
+use nasrs::space::mobile::MobileSpace;
 use nasrs::space::{Genotype, published};
+use nasrs::train::mobile_trainer::{MobileTrainConfig, train_mobile};
 use nasrs::train::{LrSchedule, TrainConfig, TrainEpoch, train_genotype};
 use serde_json::json;
 
-use super::common::{DataArgs, DeviceArgs, clear_experiment, eval_loader, stream_seed};
+use super::common::{
+    DataArgs, DeviceArgs, check_resumed_config, clear_experiment, data_settings, eval_loader,
+    stream_seed,
+};
 
 /// Options of `nas train`. Defaults fit a 2-core CPU; the paper's CIFAR-10 evaluation is
 /// `--cells 20 --channels 36 --epochs 600 --batch-size 96 --drop-path 0.2 --auxiliary --cutout 16`.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("network").required(true).args(["genotype", "arch"])))]
 pub struct TrainArgs {
     /// Genotype file (JSON or DARTS text), or a published genotype: darts-v1, darts-v2.
     #[arg(long)]
-    genotype: String,
+    genotype: Option<String>,
+    /// An inverted-residual architecture instead of a cell: its key as searches print it, one
+    /// choice per block (k3e3 ... k7e6 or skip), e.g. from `nas search --space mobile` or
+    /// `nas proxyless`. The network is sized for the dataset; --cells, --channels, drop path,
+    /// the auxiliary head and --lr-schedule (it anneals after every batch) do not apply.
+    #[arg(
+        long,
+        conflicts_with_all = ["cells", "channels", "drop_path", "auxiliary", "lr_schedule"]
+    )]
+    arch: Option<String>,
     #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
@@ -96,7 +112,11 @@ pub fn load_genotype(spec: &str) -> anyhow::Result<Genotype> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let genotype = load_genotype(&args.genotype)?;
+    if let Some(key) = &args.arch {
+        return run_mobile(&args, key);
+    }
+    let source = args.genotype.clone().unwrap_or_default();
+    let genotype = load_genotype(&source)?;
     let device = args.device.device()?;
     let out = OutputDir::create(&args.output)?;
     let prepared = args.data.prepare(stream_seed(args.seed, 1))?;
@@ -151,7 +171,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &json!({
             "command": "train",
             "nasrs_version": env!("CARGO_PKG_VERSION"),
-            "genotype_source": args.genotype,
+            "genotype_source": source,
             "dataset": args.data.dataset.to_string(),
             "data_dir": args.data.data_dir,
             "subset": args.data.subset,
@@ -280,4 +300,195 @@ fn summary(
         genotype.render()
     );
     s
+}
+
+/// What a training run of an inverted-residual architecture writes (besides `checkpoint/`).
+const MOBILE_FILES: &[&str] = &[
+    "config.json",
+    "epochs.jsonl",
+    "architecture.txt",
+    "model.bpk",
+    "summary.md",
+    "accuracy.svg",
+];
+
+/// Trains the inverted-residual network of `key` from scratch on the whole training split and
+/// evaluates it on the test split after every epoch.
+fn run_mobile(args: &TrainArgs, key: &str) -> anyhow::Result<()> {
+    let device = args.device.device()?;
+    let prepared = args.data.prepare(stream_seed(args.seed, 1))?;
+    let train = &prepared.train;
+    if train.height != train.width {
+        anyhow::bail!(
+            "invalid setting `dataset`: the inverted-residual space needs square images, found \
+             {}x{}",
+            train.height,
+            train.width
+        );
+    }
+    let space = MobileSpace::cifar(train.channels, train.height, train.num_classes);
+    let arch = space.parse(key)?;
+    if args.batch_size == 0 {
+        anyhow::bail!("invalid setting `batch_size`: must be at least 1, found 0");
+    }
+    let config = MobileTrainConfig {
+        space: space.clone(),
+        epochs: args.epochs,
+        lr: args.lr,
+        lr_min: args.lr_min,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        grad_clip: args.grad_clip,
+        seed: args.seed,
+    };
+    let out = OutputDir::create(&args.output)?;
+    let checkpoint = Checkpoint::in_run(out.root());
+    if !args.resume && !args.overwrite && (checkpoint.exists() || out.path("epochs.jsonl").exists())
+    {
+        anyhow::bail!(
+            "invalid setting `output`: {} holds a run: pass --resume to continue it, \
+             --overwrite to replace it, or choose another --output",
+            out.root().display()
+        );
+    }
+    let described = json!({
+        "command": "train",
+        "nasrs_version": env!("CARGO_PKG_VERSION"),
+        "architecture": space.key(&arch),
+        "dataset": args.data.dataset.to_string(),
+        "data_dir": args.data.data_dir,
+        "subset": args.data.subset,
+        "data": data_settings(&args.data),
+        "batch_size": args.batch_size,
+        "threads": rayon::current_num_threads(),
+        "seed": args.seed,
+        "train": config,
+    });
+    if args.resume {
+        // The checkpoint compares the training settings; the data settings live here.
+        check_resumed_config(
+            out.root(),
+            &described,
+            &["/data", "/batch_size"],
+            checkpoint.exists(),
+        )?;
+    }
+    clear_experiment(out.root(), args.overwrite)?;
+    let resume = args.resume && checkpoint.exists();
+    if !resume {
+        for name in MOBILE_FILES {
+            out.remove(name)?;
+        }
+    }
+    checkpoint.prepare(resume, args.overwrite)?;
+    let norm = prepared.normalization.clone();
+    let mut train_loader = BatchLoader::new(
+        train.clone(),
+        (0..train.len()).collect(),
+        args.batch_size,
+        true,
+        prepared.augment,
+        norm.clone(),
+        stream_seed(args.seed, 3),
+    )?;
+    let mut test = eval_loader(
+        &prepared.test,
+        (0..prepared.test.len()).collect(),
+        256,
+        &norm,
+    )?;
+    if !resume {
+        out.write_json("config.json", &described)?;
+    }
+    out.write_text("architecture.txt", &format!("{}\n", space.key(&arch)))?;
+    let resumable = Resumable { checkpoint, resume };
+    let (epochs, network) = train_mobile(
+        &config,
+        &arch,
+        &mut train_loader,
+        &mut test,
+        &device,
+        Some(&resumable),
+        |r| {
+            if let Err(e) = out.append_jsonl("epochs.jsonl", r) {
+                tracing::warn!("cannot record the epoch: {e}");
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    // A kill between a checkpoint and its record can lose a line; the records are complete.
+    out.remove("epochs.jsonl")?;
+    for record in &epochs {
+        out.append_jsonl("epochs.jsonl", record)?;
+    }
+    let weights = out.path("model.bpk");
+    network
+        .valid()
+        .save_file(&weights)
+        .map_err(|e| anyhow::anyhow!("{}: cannot save weights: {e:?}", weights.display()))?;
+    out.write_text(
+        "accuracy.svg",
+        &line_chart(
+            "Training from scratch",
+            "epoch",
+            "accuracy",
+            &[
+                Series {
+                    name: "train (augmented)",
+                    points: epochs
+                        .iter()
+                        .map(|r| (r.epoch as f64, r.train_accuracy))
+                        .collect(),
+                },
+                Series {
+                    name: "test",
+                    points: epochs
+                        .iter()
+                        .map(|r| (r.epoch as f64, r.test_accuracy))
+                        .collect(),
+                },
+            ],
+        ),
+    )?;
+    let cost = nasrs::cost::mobile_network(&space, &arch)?;
+    let last = epochs.last().context("training ran no epoch")?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Training an inverted-residual architecture from scratch\n"
+    );
+    let _ = writeln!(s, "architecture `{}`\n", space.key(&arch));
+    let _ = writeln!(
+        s,
+        "dataset {}, seed {}, {} epochs, batch {}, lr {}; {} parameters, {} MACs per image\n",
+        args.data.dataset,
+        args.seed,
+        config.epochs,
+        args.batch_size,
+        config.lr,
+        cost.params,
+        cost.macs
+    );
+    let _ = writeln!(
+        s,
+        "| epoch | train loss | train acc | test loss | test acc | s |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for r in &epochs {
+        let _ = writeln!(
+            s,
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} |",
+            r.epoch, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.seconds
+        );
+    }
+    out.write_text("summary.md", &s)?;
+    println!(
+        "test accuracy {:.2}% after {} epoch{} ({} parameters)",
+        100.0 * last.test_accuracy,
+        last.epoch,
+        if last.epoch == 1 { "" } else { "s" },
+        cost.params
+    );
+    println!("results in {}", out.root().display());
+    Ok(())
 }

@@ -190,6 +190,7 @@ impl TrainedEstimator {
             &mut train,
             &mut valid,
             &self.device,
+            None,
             on_epoch,
         )?;
         let last = records

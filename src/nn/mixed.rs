@@ -3,6 +3,7 @@
 
 use burn::prelude::*;
 
+use super::batch_norm::BatchNorm2d;
 use super::init::ParamInit;
 use super::ops::{OpSettings, Operation};
 use crate::space::DartsOp;
@@ -48,5 +49,34 @@ impl MixedOp {
             });
         }
         sum.expect("a mixed edge has at least one operation")
+    }
+
+    /// The candidate `op` alone, for single-path training (Guo et al. 2020), which runs one
+    /// operation of an edge instead of the weighted sum; `None` for `none`, which has no module.
+    pub fn candidate(&self, op: DartsOp) -> Option<&Operation> {
+        let position = self.columns.iter().position(|&c| c == op.index())?;
+        self.ops.get(position)
+    }
+
+    /// The edge with `f` applied to the batch-norm layers of candidate `op` only; the other
+    /// candidates are left as they are.
+    pub fn map_candidate_bn(
+        mut self,
+        op: DartsOp,
+        f: &impl Fn(BatchNorm2d) -> BatchNorm2d,
+    ) -> Self {
+        self.ops = self
+            .ops
+            .into_iter()
+            .zip(&self.columns)
+            .map(|(candidate, &column)| {
+                if column == op.index() {
+                    candidate.map_bn(f)
+                } else {
+                    candidate
+                }
+            })
+            .collect();
+        self
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod elastic;
 pub mod init;
 pub mod layout;
 pub mod linear;
@@ -51,6 +52,24 @@ impl burn::module::ModuleVisitor for ParameterCounter {
         if !running {
             self.count += param.lazy_shape().num_elements();
         }
+    }
+}
+
+/// Reads every tensor of `module` (parameters and running statistics) into memory. burn's
+/// file records are read lazily, on a tensor's first use; a module loaded from a checkpoint
+/// that is then replaced or removed would fail at the first use of a tensor not touched before.
+pub fn read_into_memory<M: burn::module::Module>(module: &M) {
+    module.visit(&mut TouchEveryTensor);
+}
+
+struct TouchEveryTensor;
+
+impl burn::module::ModuleVisitor for TouchEveryTensor {
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::prelude::Tensor<D>>,
+    ) {
+        drop(param.val().into_data());
     }
 }
 

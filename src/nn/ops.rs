@@ -65,6 +65,11 @@ impl Pool {
             None => y,
         }
     }
+
+    fn map_bn(mut self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.bn = self.bn.map(f);
+        self
+    }
 }
 
 /// ReLU, 1x1 convolution, BN: the cell preprocessing layer.
@@ -90,6 +95,11 @@ impl ReluConvBn {
 
     fn forward_rectified(&self, x: Tensor<4>) -> Tensor<4> {
         self.bn.forward(self.conv.forward(x))
+    }
+
+    fn map_bn(mut self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.bn = f(self.bn);
+        self
     }
 }
 
@@ -132,6 +142,11 @@ impl FactorizedReduce {
         let odd = self.conv_odd.forward_padded(shifted, [(0, 1), (0, 1)]);
         self.bn.forward(Tensor::cat(vec![even, odd], 1))
     }
+
+    fn map_bn(mut self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.bn = f(self.bn);
+        self
+    }
 }
 
 /// Depthwise-separable convolution applied twice (ReLU, depthwise kxk, pointwise 1x1, BN; then
@@ -173,6 +188,12 @@ impl SepConv {
         self.bn2
             .forward(self.pointwise2.forward(self.depthwise2.forward(y)))
     }
+
+    fn map_bn(mut self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.bn1 = f(self.bn1);
+        self.bn2 = f(self.bn2);
+        self
+    }
 }
 
 /// Dilated depthwise-separable convolution, applied once (ReLU, depthwise kxk with dilation 2,
@@ -199,6 +220,11 @@ impl DilConv {
     fn forward_rectified(&self, x: Tensor<4>) -> Tensor<4> {
         self.bn
             .forward(self.pointwise.forward(self.depthwise.forward(x)))
+    }
+
+    fn map_bn(mut self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        self.bn = f(self.bn);
+        self
     }
 }
 
@@ -278,6 +304,19 @@ impl Operation {
             Operation::Dil(dil) => dil.forward_rectified(rectified()),
         }
     }
+
+    /// The same operation with `f` applied to each of its batch-norm layers (none for `none`,
+    /// the identity, and pooling without BN); used to reset and recompute the statistics of one
+    /// operation of a supernet without touching the others.
+    pub fn map_bn(self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        match self {
+            Operation::Pool(pool) => Operation::Pool(pool.map_bn(f)),
+            Operation::Reduce(reduce) => Operation::Reduce(reduce.map_bn(f)),
+            Operation::Sep(sep) => Operation::Sep(sep.map_bn(f)),
+            Operation::Dil(dil) => Operation::Dil(dil.map_bn(f)),
+            other @ (Operation::Zero(_) | Operation::Identity(_)) => other,
+        }
+    }
 }
 
 /// The layer mapping a cell input to `c` channels: factorized reduce when the input is at twice
@@ -312,6 +351,14 @@ impl Preprocess {
         match self {
             Preprocess::Conv(layer) => layer.forward(x),
             Preprocess::Reduce(layer) => layer.forward(x),
+        }
+    }
+
+    /// The same layer with `f` applied to its batch norm.
+    pub fn map_bn(self, f: &impl Fn(BatchNorm2d) -> BatchNorm2d) -> Self {
+        match self {
+            Preprocess::Conv(layer) => Preprocess::Conv(layer.map_bn(f)),
+            Preprocess::Reduce(layer) => Preprocess::Reduce(layer.map_bn(f)),
         }
     }
 }

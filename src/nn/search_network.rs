@@ -1,5 +1,7 @@
 //! The DARTS search network: a stack of cells whose every edge is a [`MixedOp`], with one table
 //! of architecture weights shared by all normal cells and one by all reduction cells.
+//! The same network is the supernet of single-path one-shot search on the cell space, where
+//! [`SearchNetwork::forward_genotype`] runs one operation per chosen edge.
 
 use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
@@ -15,7 +17,7 @@ use super::linear::Linear;
 use super::mixed::MixedOp;
 use super::ops::{OpSettings, Preprocess};
 use crate::error::{NasError, Result};
-use crate::space::DartsOp;
+use crate::space::{CellGenotype, DartsOp, Genotype};
 
 /// Shape of a search network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +148,70 @@ impl SearchCell {
         }
         Tensor::cat(states.split_off(2), 1)
     }
+
+    /// The single path of `cell` (checked by [`SearchNetwork::check_genotype`]): each node is
+    /// the sum of the chosen operation of its two chosen edges, and nothing else runs.
+    /// Returns the concatenated intermediate nodes, `[batch, nodes * C, h, w]`, as
+    /// [`forward`](Self::forward) does.
+    fn forward_genotype(&self, s0: Tensor<4>, s1: Tensor<4>, cell: &CellGenotype) -> Tensor<4> {
+        let mut states = vec![self.preprocess0.forward(s0), self.preprocess1.forward(s1)];
+        // `relu(state)` is computed at most once per state, and only if a chosen operation
+        // starts with a ReLU.
+        let mut rectified: Vec<Option<Tensor<4>>> = vec![None, None];
+        for node in 0..self.nodes {
+            // The edges of the earlier nodes come first in `edges`: `edge_count(node)` of them.
+            let first = edge_count(node);
+            let mut sum: Option<Tensor<4>> = None;
+            for gene in cell.node_edges(node) {
+                let op = self.edges[first + gene.input]
+                    .candidate(gene.op)
+                    .expect("a checked genotype names no `none` edge");
+                let r = op.needs_rectified().then(|| {
+                    rectified[gene.input]
+                        .get_or_insert_with(|| relu(states[gene.input].clone()))
+                        .clone()
+                });
+                let y = op.forward(states[gene.input].clone(), r);
+                sum = Some(match sum {
+                    Some(s) => s + y,
+                    None => y,
+                });
+            }
+            states.push(sum.expect("a checked genotype has two edges per node"));
+            rectified.push(None);
+        }
+        Tensor::cat(states.split_off(2), 1)
+    }
+
+    /// The cell with `f` applied to the batch norm of both preprocessing layers and of the
+    /// chosen operation of every chosen edge of `cell`.
+    fn map_genotype_bn(
+        mut self,
+        cell: &CellGenotype,
+        f: &impl Fn(BatchNorm2d) -> BatchNorm2d,
+    ) -> Self {
+        self.preprocess0 = self.preprocess0.map_bn(f);
+        self.preprocess1 = self.preprocess1.map_bn(f);
+        let chosen: Vec<(usize, DartsOp)> = (0..self.nodes)
+            .flat_map(|node| {
+                cell.node_edges(node)
+                    .iter()
+                    .map(move |gene| (edge_count(node) + gene.input, gene.op))
+            })
+            .collect();
+        self.edges = self
+            .edges
+            .into_iter()
+            .enumerate()
+            .map(
+                |(e, edge)| match chosen.iter().find(|(index, _)| *index == e) {
+                    Some(&(_, op)) => edge.map_candidate_bn(op, f),
+                    None => edge,
+                },
+            )
+            .collect();
+        self
+    }
 }
 
 /// The DARTS search network with its architecture weights.
@@ -201,20 +267,132 @@ impl SearchNetwork {
 
     /// Logits `[batch, classes]` for images `[batch, channels, height, width]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let stem = self.stem_bn.forward(self.stem_conv.forward(x));
         let w_normal = softmax(self.alpha_normal.val(), 1);
         let w_reduce = softmax(self.alpha_reduce.val(), 1);
+        self.forward_cells(x, |cell, s0, s1| {
+            let weights = if cell.reduction { &w_reduce } else { &w_normal };
+            cell.forward(s0, s1, weights)
+        })
+    }
+
+    /// Logits `[batch, classes]` of the single path `genotype` through the supernet, as in
+    /// single-path one-shot training (Guo et al. 2020): in every cell only the chosen
+    /// operation of each chosen edge runs, so only the stem, the preprocessing layers, those
+    /// operations and the classifier take part (and receive gradients); the architecture
+    /// weights are not used.
+    ///
+    /// # Panics
+    /// When `genotype` fails [`check_genotype`](Self::check_genotype).
+    pub fn forward_genotype(&self, x: Tensor<4>, genotype: &Genotype) -> Tensor<2> {
+        self.forward_cells(x, |cell, s0, s1| {
+            let chosen = if cell.reduction {
+                &genotype.reduce
+            } else {
+                &genotype.normal
+            };
+            cell.forward_genotype(s0, s1, chosen)
+        })
+    }
+
+    /// The stem, the cells (each through `cell_forward(cell, s0, s1)`, returning its
+    /// `[batch, nodes * C, h, w]` output), global pooling and the classifier.
+    fn forward_cells(
+        &self,
+        x: Tensor<4>,
+        cell_forward: impl Fn(&SearchCell, Tensor<4>, Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<2> {
+        let stem = self.stem_bn.forward(self.stem_conv.forward(x));
         let mut s0 = stem.clone();
         let mut s1 = stem;
         for cell in &self.cells {
-            let weights = if cell.reduction { &w_reduce } else { &w_normal };
-            let out = cell.forward(s0, s1.clone(), weights);
+            let out = cell_forward(cell, s0, s1.clone());
             s0 = s1;
             s1 = out;
         }
         let [n, c, _, _] = s1.dims();
         let pooled = adaptive_avg_pool2d(s1, [1, 1]).reshape([n, c]);
         self.classifier.forward(pooled)
+    }
+
+    /// Checks that `genotype` is a single path of this supernet: a valid genotype with this
+    /// network's node count, no `none` edge (the supernet holds no module for it), two
+    /// different inputs per node (there is one edge per pair of node and input) and every
+    /// intermediate node concatenated (the channel plan of the next cells assumes it).
+    ///
+    /// # Errors
+    /// [`NasError::Genotype`] naming the cell and the edge or concat at fault.
+    pub fn check_genotype(&self, genotype: &Genotype) -> Result<()> {
+        genotype.validate("cells")?;
+        if genotype.nodes() != self.nodes {
+            return Err(NasError::genotype(
+                "cells",
+                format!(
+                    "{} intermediate nodes per cell, but the supernet has {}",
+                    genotype.nodes(),
+                    self.nodes
+                ),
+            ));
+        }
+        for (name, cell) in [("normal", &genotype.normal), ("reduce", &genotype.reduce)] {
+            for (i, gene) in cell.edges.iter().enumerate() {
+                if gene.op == DartsOp::None {
+                    return Err(NasError::genotype(
+                        format!("{name}[{i}]"),
+                        "operation `none` is not a single path: every chosen edge needs one \
+                         of the seven other operations",
+                    ));
+                }
+            }
+            for node in 0..self.nodes {
+                if let [a, b] = cell.node_edges(node)
+                    && a.input == b.input
+                {
+                    return Err(NasError::genotype(
+                        format!("{name}[{}]", 2 * node + 1),
+                        format!(
+                            "node {node} reads state {} twice; its two edges need different \
+                             inputs",
+                            a.input
+                        ),
+                    ));
+                }
+            }
+            let all: Vec<usize> = (2..self.nodes + 2).collect();
+            if cell.concat != all {
+                return Err(NasError::genotype(
+                    format!("{name}_concat"),
+                    format!(
+                        "the supernet concatenates every intermediate node {all:?}, found {:?}",
+                        cell.concat
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The network with `f` applied to every batch-norm layer of the single path `genotype`:
+    /// the stem's, both preprocessing layers of every cell and those of the chosen operation
+    /// of each chosen edge. Every other layer is left as it is.
+    pub fn map_genotype_bn(
+        mut self,
+        genotype: &Genotype,
+        f: impl Fn(BatchNorm2d) -> BatchNorm2d,
+    ) -> Self {
+        self.stem_bn = f(self.stem_bn);
+        self.cells = self
+            .cells
+            .into_iter()
+            .map(|cell| {
+                let chosen = if cell.reduction {
+                    &genotype.reduce
+                } else {
+                    &genotype.normal
+                };
+                cell.map_genotype_bn(chosen, &f)
+            })
+            .collect();
+        self
     }
 
     /// Intermediate nodes per cell.

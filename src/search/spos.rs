@@ -4,15 +4,25 @@
 //! recomputed on training batches, since the running statistics a supernet accumulates mix
 //! every path that ran through a layer.
 
+use std::path::Path;
+use std::time::Instant;
+
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::ensure_same_settings;
+use crate::data::{BatchLoader, LoaderState};
+use crate::nn::ParamInit;
 use crate::nn::mobile::MobileSupernet;
-use crate::space::mobile::MobileSpace;
+use crate::search::Resumable;
+use crate::space::mobile::{BlockChoice, MobileSpace};
 use crate::train::clip::clip_global_norm;
-use crate::train::{correct_count, cross_entropy};
+use crate::train::tensors::batch_tensors;
+use crate::train::{EvalResult, correct_count, cosine_at, cross_entropy, evaluate};
+use crate::{NasError, Result};
 
 /// One candidate per block, each drawn uniformly among the block's choices.
 pub fn uniform_path(space: &MobileSpace, rng: &mut ChaCha8Rng) -> Vec<usize> {
@@ -83,4 +93,325 @@ pub fn recalibrate(
         let _ = bn.running_var.value_sync();
         bn.with_training(false).with_momentum(0.1)
     })
+}
+
+/// The index of every block's choice in `blocks` among that block's candidates in the
+/// supernet of `space`.
+///
+/// # Errors
+/// [`NasError::Config`] when `blocks` is not an architecture of `space`.
+pub fn path_of(space: &MobileSpace, blocks: &[BlockChoice]) -> Result<Vec<usize>> {
+    space.validate(blocks)?;
+    space
+        .blocks()
+        .iter()
+        .zip(blocks)
+        .enumerate()
+        .map(|(b, (shape, choice))| {
+            shape
+                .choices()
+                .iter()
+                .position(|c| c == choice)
+                .ok_or_else(|| {
+                    NasError::config(
+                        "architecture",
+                        format!("block {b} has no candidate {choice}"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Accuracy and loss of the subnet `path` on `valid` with the supernet's weights: after its
+/// batch-norm statistics are recomputed on `calibration` (see [`recalibrate`]), or with the
+/// running statistics the supernet accumulated during training when `calibration` is `None`.
+/// Images are evaluated on the plain (non-autodiff) `device`.
+pub fn score_subnet(
+    model: &MobileSupernet,
+    path: &[usize],
+    calibration: Option<&[Tensor<4>]>,
+    valid: &mut BatchLoader,
+    device: &Device,
+) -> EvalResult {
+    let subnet = match calibration {
+        Some(batches) => recalibrate(model, path, batches),
+        None => model.valid(),
+    };
+    evaluate(valid, &device.clone().without_autodiff(), |x| {
+        subnet.forward_path(x, path)
+    })
+}
+
+/// Settings of single-path one-shot supernet training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SposConfig {
+    /// The space (stem, stages, head) of the supernet.
+    pub space: MobileSpace,
+    /// Epochs over the training data.
+    pub epochs: usize,
+    /// Initial learning rate, cosine-annealed per batch to `lr_min`.
+    pub lr: f64,
+    /// Final learning rate.
+    pub lr_min: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    /// The seed of initialisation and path sampling (the loaders carry their own streams).
+    pub seed: u64,
+}
+
+impl SposConfig {
+    /// Rejects impossible settings with the name of the offending field.
+    ///
+    /// # Errors
+    /// [`NasError::Config`] naming the field.
+    pub fn check(&self) -> Result<()> {
+        self.space.check()?;
+        if self.epochs == 0 {
+            return Err(NasError::config("epochs", "must be at least 1"));
+        }
+        let lr_ok = self.lr.is_finite() && self.lr > 0.0;
+        if !lr_ok || !(0.0..=self.lr).contains(&self.lr_min) {
+            return Err(NasError::config(
+                "lr",
+                format!(
+                    "need 0 <= lr_min <= lr with lr > 0, found lr {} lr_min {}",
+                    self.lr, self.lr_min
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(NasError::config(
+                "momentum",
+                format!("must be in [0, 1), found {}", self.momentum),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(NasError::config(
+                "weight_decay",
+                format!("must be a non-negative number, found {}", self.weight_decay),
+            ));
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip > 0.0) {
+            return Err(NasError::config(
+                "grad_clip",
+                format!("must be positive, found {}", self.grad_clip),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One epoch of supernet training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SposEpoch {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// The seed of the run.
+    pub seed: u64,
+    /// Learning rate at the first batch.
+    pub lr: f64,
+    /// Mean training loss of the sampled paths.
+    pub train_loss: f64,
+    /// Training accuracy of the sampled paths (augmented batches).
+    pub train_accuracy: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SposState {
+    config: SposConfig,
+    next_epoch: usize,
+    records: Vec<SposEpoch>,
+    rng: ChaCha8Rng,
+    train: LoaderState,
+}
+
+/// Trains the supernet of `config.space` (batch norm without affine parameters) with one
+/// uniformly drawn path per batch of `train`. With `resumable`, a checkpoint is written after
+/// every epoch and a resumed run ends exactly as an uninterrupted one. `on_epoch` hears every
+/// epoch after its checkpoint. Returns the trained supernet (on the autodiff device) and the
+/// records of all epochs.
+///
+/// # Errors
+/// [`NasError::Config`] for impossible settings or a checkpoint made with other settings;
+/// [`NasError::Numerical`] when the loss diverges; I/O errors of the checkpoint.
+pub fn train_supernet(
+    config: &SposConfig,
+    train: &mut BatchLoader,
+    device: &Device,
+    resumable: Option<&Resumable>,
+    mut on_epoch: impl FnMut(&SposEpoch) -> Result<()>,
+) -> Result<(MobileSupernet, Vec<SposEpoch>)> {
+    config.check()?;
+    let plain = device.clone().without_autodiff();
+    let ad = plain.clone().autodiff();
+    plain.seed(config.seed);
+    let mut model =
+        MobileSupernet::with_affine(&config.space, false, &mut ParamInit::new(config.seed, &ad));
+    let mut optimizer = crate::train::optim::sgd(config.momentum, config.weight_decay);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5350_4f53_5041_5448);
+    let mut records = Vec::with_capacity(config.epochs);
+    let mut start = 0;
+    if let Some(r) = resumable.filter(|r| r.resume) {
+        let state: SposState = r.checkpoint.load_state()?;
+        ensure_same_settings(&state.config, config)?;
+        model = r.checkpoint.load_model(model)?;
+        optimizer = r.checkpoint.load_optimizer("weights", optimizer)?;
+        train.restore(state.train)?;
+        rng = state.rng;
+        records = state.records;
+        start = state.next_epoch;
+        tracing::info!(epochs_done = start, "resuming supernet training");
+    }
+    tracing::info!(
+        parameters = crate::nn::count_parameters(&model),
+        blocks = config.space.blocks().len(),
+        "supernet built"
+    );
+
+    let steps = train.batches_per_epoch();
+    for epoch in start..config.epochs {
+        let started = Instant::now();
+        let lr_of = |step: usize| {
+            let progress = (epoch * steps + step) as f64 / (config.epochs * steps) as f64;
+            cosine_at(config.lr, config.lr_min, progress)
+        };
+        let bar = crate::report::progress::epoch_bar(steps as u64, epoch + 1, config.epochs);
+        let (mut loss_sum, mut correct, mut images) = (0.0, 0, 0);
+        for (step, batch) in train.epoch().enumerate() {
+            let path = uniform_path(&config.space, &mut rng);
+            let (x, y) = batch_tensors(&batch, &ad);
+            let (stepped, done) = path_step(
+                model,
+                &mut optimizer,
+                &path,
+                x,
+                y,
+                lr_of(step),
+                config.grad_clip,
+            );
+            model = stepped;
+            if !done.loss.is_finite() {
+                return Err(NasError::Numerical(format!(
+                    "training loss became {} in epoch {}; lower the learning rate",
+                    done.loss,
+                    epoch + 1
+                )));
+            }
+            correct += done.correct;
+            loss_sum += done.loss * batch.n as f64;
+            images += batch.n;
+            bar.set_message(format!("loss {:.3}", loss_sum / images as f64));
+            bar.inc(1);
+            crate::report::progress::log_if_hidden(
+                &bar,
+                epoch + 1,
+                loss_sum / images as f64,
+                started,
+            );
+        }
+        bar.finish_and_clear();
+        let record = SposEpoch {
+            epoch: epoch + 1,
+            seed: config.seed,
+            lr: lr_of(0),
+            train_loss: loss_sum / images.max(1) as f64,
+            train_accuracy: correct as f64 / images.max(1) as f64,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            epoch = record.epoch,
+            train_loss = format!("{:.4}", record.train_loss),
+            train_acc = format!("{:.4}", record.train_accuracy),
+            seconds = format!("{:.1}", record.seconds),
+            "supernet epoch done"
+        );
+        records.push(record.clone());
+        if let Some(r) = resumable {
+            let state = SposState {
+                config: config.clone(),
+                next_epoch: epoch + 1,
+                records: records.clone(),
+                rng: rng.clone(),
+                train: train.state(),
+            };
+            r.checkpoint
+                .save(&model, &[("weights", &optimizer)], &state)?;
+        }
+        on_epoch(&record)?;
+    }
+    Ok((model, records))
+}
+
+/// What a trained supernet file says about itself: the settings it was trained with and the
+/// data it saw, so that a search on it validates on images it never trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SupernetInfo {
+    /// The training settings (space and seed included).
+    pub config: SposConfig,
+    /// Name of the dataset.
+    pub dataset: String,
+    /// The seeded subset of the training split the run used (`None`: all of it).
+    pub subset: Option<usize>,
+    /// Fraction of the training split held out for validation.
+    pub valid_portion: f32,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// The records of training.
+    pub epochs: Vec<SposEpoch>,
+}
+
+/// Saves a trained supernet as `dir/supernet.bpk` (weights and batch-norm statistics) with
+/// `dir/supernet.json` (`info`).
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn save_supernet(dir: &Path, model: &MobileSupernet, info: &SupernetInfo) -> Result<()> {
+    let weights = dir.join("supernet.bpk");
+    // `valid()` commits the pending running-statistics update before it is recorded.
+    model
+        .valid()
+        .save_file(&weights)
+        .map_err(|e| NasError::format(&weights, format!("cannot save the supernet: {e:?}")))?;
+    let meta = dir.join("supernet.json");
+    let text = serde_json::to_string_pretty(info)
+        .map_err(|e| NasError::format(&meta, format!("cannot serialize: {e}")))?;
+    std::fs::write(&meta, text).map_err(|e| NasError::io(&meta, e))
+}
+
+/// Loads the supernet saved in `dir` by [`save_supernet`] onto `device`, in evaluation mode.
+///
+/// # Errors
+/// A missing or unreadable file, `supernet.json` that is not a supernet description or
+/// describes an invalid space, or weights of another shape, each naming the file.
+pub fn load_supernet(dir: &Path, device: &Device) -> Result<(MobileSupernet, SupernetInfo)> {
+    let meta = dir.join("supernet.json");
+    let text = std::fs::read_to_string(&meta).map_err(|e| NasError::io(&meta, e))?;
+    let info: SupernetInfo = serde_json::from_str(&text)
+        .map_err(|e| NasError::format(&meta, format!("not a supernet description: {e}")))?;
+    info.config
+        .check()
+        .map_err(|e| NasError::format(&meta, e.to_string()))?;
+    let weights = dir.join("supernet.bpk");
+    if !weights.is_file() {
+        return Err(NasError::format(
+            &weights,
+            "missing: a trained supernet directory holds supernet.bpk beside supernet.json",
+        ));
+    }
+    let plain = device.clone().without_autodiff();
+    let model = MobileSupernet::with_affine(
+        &info.config.space,
+        false,
+        &mut ParamInit::new(info.config.seed, &plain),
+    )
+    .try_load_file(&weights)
+    .map_err(|e| NasError::format(&weights, format!("cannot load the supernet: {e:?}")))?;
+    crate::nn::read_into_memory(&model);
+    Ok((model, info))
 }

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::clip::clip_global_norm;
 use super::tensors::batch_tensors;
 use super::{correct_count, cosine_at, cross_entropy, evaluate};
-use crate::data::BatchLoader;
+use crate::checkpoint::ensure_same_settings;
+use crate::data::{BatchLoader, LoaderState};
 use crate::nn::ParamInit;
 use crate::nn::mobile::MobileNetwork;
+use crate::search::Resumable;
 use crate::space::mobile::{BlockChoice, MobileSpace};
 use crate::{NasError, Result};
 
@@ -58,8 +60,19 @@ pub struct MobileTrainEpoch {
     pub seconds: f64,
 }
 
+#[derive(Serialize, Deserialize)]
+struct MobileTrainState {
+    config: MobileTrainConfig,
+    arch: Vec<BlockChoice>,
+    next_epoch: usize,
+    records: Vec<MobileTrainEpoch>,
+    train: LoaderState,
+}
+
 /// Trains the network of `arch` and evaluates it on `test` after every epoch; `on_epoch` hears
 /// each epoch and can stop the training after it. Returns the records and the trained network.
+/// With `resumable`, a checkpoint is written after every epoch (before `on_epoch`), and a
+/// resumed run ends exactly as an uninterrupted one.
 ///
 /// # Errors
 /// [`NasError::Config`] for an architecture outside the space or impossible settings;
@@ -70,6 +83,7 @@ pub fn train_mobile(
     train: &mut BatchLoader,
     test: &mut BatchLoader,
     device: &Device,
+    resumable: Option<&Resumable>,
     mut on_epoch: impl FnMut(&MobileTrainEpoch) -> ControlFlow<()>,
 ) -> Result<(Vec<MobileTrainEpoch>, MobileNetwork)> {
     config.space.check()?;
@@ -93,7 +107,29 @@ pub fn train_mobile(
     let mut optimizer = super::optim::sgd(config.momentum, config.weight_decay);
     let steps = train.batches_per_epoch();
     let mut records = Vec::with_capacity(config.epochs);
-    for epoch in 0..config.epochs {
+    let mut start = 0;
+    if let Some(r) = resumable.filter(|r| r.resume) {
+        let state: MobileTrainState = r.checkpoint.load_state()?;
+        // One flat object, so a refusal names the setting that changed.
+        let settings = |c: &MobileTrainConfig, a: &[BlockChoice]| {
+            let mut settings = serde_json::to_value(c).unwrap_or_default();
+            if let Some(fields) = settings.as_object_mut() {
+                fields.insert("architecture".into(), c.space.key(a).into());
+            }
+            settings
+        };
+        ensure_same_settings(
+            &settings(&state.config, &state.arch),
+            &settings(config, arch),
+        )?;
+        model = r.checkpoint.load_model(model)?;
+        optimizer = r.checkpoint.load_optimizer("weights", optimizer)?;
+        train.restore(state.train)?;
+        records = state.records;
+        start = state.next_epoch;
+        tracing::info!(epochs_done = start, "resuming training");
+    }
+    for epoch in start..config.epochs {
         let started = Instant::now();
         let bar = crate::report::progress::epoch_bar(steps as u64, epoch + 1, config.epochs);
         let (mut loss_sum, mut correct, mut images) = (0.0, 0, 0);
@@ -143,8 +179,19 @@ pub fn train_mobile(
             test_acc = format!("{:.4}", record.test_accuracy),
             "training epoch done"
         );
+        records.push(record.clone());
+        if let Some(r) = resumable {
+            let state = MobileTrainState {
+                config: config.clone(),
+                arch: arch.to_vec(),
+                next_epoch: epoch + 1,
+                records: records.clone(),
+                train: train.state(),
+            };
+            r.checkpoint
+                .save(&model, &[("weights", &optimizer)], &state)?;
+        }
         let flow = on_epoch(&record);
-        records.push(record);
         if flow.is_break() {
             break;
         }

@@ -1,0 +1,660 @@
+//! `nas ofa`: Once-for-All on the inverted-residual space. Trains the elastic network by
+//! progressive shrinking, measures a sample of subnets with its weights, fits an accuracy
+//! predictor, and for every latency budget finds a subnet by regularised evolution under the
+//! latency table's prediction, then measures it (accuracy and latency).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use clap::Args;
+use nasrs::checkpoint::Checkpoint;
+use nasrs::data::{BatchLoader, split_indices};
+use nasrs::latency::{LatencyTable, Protocol, measure_network};
+use nasrs::report::OutputDir;
+use nasrs::report::svg::{Series, line_chart, scatter_chart};
+use nasrs::search::Resumable;
+use nasrs::search::ofa::{
+    ElasticInfo, OfaConfig, OfaEpoch, OfaValidation, Schedule, save_elastic, score_subnet,
+    train_ofa,
+};
+use nasrs::search::ofa_search::{
+    BudgetResult, EvolutionConfig, MeasuredSubnet, PredictorQuality, RIDGE_LAMBDAS, RidgePredictor,
+    append_measured, assess_predictor, draw_subnets, encode, encoded, evolve, measure_subnets,
+    read_measured,
+};
+use nasrs::space::mobile::MobileSpace;
+use nasrs::train::tensors::batch_tensors;
+use serde_json::json;
+
+use super::common::{DataArgs, DeviceArgs, clear_experiment, eval_loader, stream_seed};
+
+/// Options of `nas ofa`.
+#[derive(Args, Debug)]
+pub struct OfaArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Output directory.
+    #[arg(long, default_value = "runs/ofa")]
+    output: PathBuf,
+    /// Seed of everything random in the run. The held-out part is the one `nas spos` and a
+    /// multi-trial search with the same seed, dataset, subset and valid portion hold out.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Progressive-shrinking schedule in TOML (`[[phase]]` tables with `dims`, `epochs`, `lr`);
+    /// default: full (4 epochs, lr 0.05), +kernel (2, 0.02), +depth (2, 0.01), +width (2, 0.01).
+    #[arg(long)]
+    schedule: Option<PathBuf>,
+    /// Multiplies every phase's epochs (rounded, at least 1).
+    #[arg(long, default_value_t = 1.0)]
+    epochs_scale: f64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Weight of the distillation term after the first phase (0: cross-entropy only).
+    #[arg(long, default_value_t = 1.0)]
+    kd_weight: f64,
+    /// Softmax temperature of the distillation term.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Fraction of the training split held out for validating subnets (never trained on).
+    #[arg(long, default_value_t = 0.2)]
+    valid_portion: f32,
+    /// Latency table of this space from `nas latency-table` (the search's constraint).
+    #[arg(long)]
+    latency_table: PathBuf,
+    /// Latency budgets in milliseconds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2.0,2.5,3.0")]
+    budgets: Vec<f64>,
+    /// Random subnets measured to fit the accuracy predictor (a fifth is held out to assess
+    /// it).
+    #[arg(long, default_value_t = 60)]
+    predictor_samples: usize,
+    /// Training batches on which batch-norm statistics are recomputed before a subnet is
+    /// scored.
+    #[arg(long, default_value_t = 20)]
+    calibration_batches: usize,
+    /// Population of the evolutionary search.
+    #[arg(long, default_value_t = 50)]
+    population: usize,
+    /// Children made by the evolutionary search per budget.
+    #[arg(long, default_value_t = 1000)]
+    cycles: usize,
+    /// Continue an interrupted run.
+    #[arg(long)]
+    resume: bool,
+    /// Replace an existing run in the output directory.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// What a run writes into its output directory (besides `checkpoint/`).
+const RUN_FILES: &[&str] = &[
+    "config.json",
+    "epochs.jsonl",
+    "elastic.bpk",
+    "elastic.json",
+    "predictor_samples.jsonl",
+    "result.json",
+    "training.svg",
+    "budgets.svg",
+    "summary.md",
+];
+
+/// The data settings a resumed run must share with the run it continues.
+const DATA_FIELDS: &[&str] = &[
+    "dataset",
+    "subset",
+    "batch_size",
+    "valid_portion",
+    "predictor_samples",
+    "calibration_batches",
+];
+
+pub fn run(args: OfaArgs) -> anyhow::Result<()> {
+    let device = args.device.device()?;
+    let plain = device.clone().without_autodiff();
+    check_args(&args)?;
+    let mut schedule = match &args.schedule {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the schedule {}: {e}", path.display()))?;
+            Schedule::from_toml_str(&text)
+                .map_err(|e| anyhow::anyhow!("in the schedule {}: {e}", path.display()))?
+        }
+        None => Schedule::default(),
+    };
+    for phase in &mut schedule.phases {
+        phase.epochs = ((phase.epochs as f64 * args.epochs_scale).round() as usize).max(1);
+    }
+
+    let prepared = args.data.prepare(stream_seed(args.seed, 1))?;
+    let train = prepared.train.clone();
+    if train.height != train.width {
+        anyhow::bail!(
+            "invalid setting `dataset`: the inverted-residual space needs square images, found \
+             {}x{}",
+            train.height,
+            train.width
+        );
+    }
+    let space = MobileSpace::cifar(train.channels, train.height, train.num_classes);
+    let table = LatencyTable::load(&args.latency_table)?;
+    if table.space != space {
+        anyhow::bail!(
+            "invalid setting `latency_table`: {} was measured for another space than this \
+             dataset's ({} channels, {} pixels, {} classes); measure one with `nas \
+             latency-table --dataset {}`",
+            args.latency_table.display(),
+            space.in_channels,
+            space.image_size,
+            space.classes,
+            args.data.dataset
+        );
+    }
+    let config = OfaConfig {
+        kd_weight: args.kd_weight,
+        temperature: args.temperature,
+        ..OfaConfig::new(space.clone(), args.seed)
+    };
+    config.check(&schedule)?;
+
+    let out = OutputDir::create(&args.output)?;
+    let checkpoint = Checkpoint::in_run(out.root());
+    let holds_run = checkpoint.exists() || out.path("epochs.jsonl").exists();
+    if !args.resume && !args.overwrite && holds_run {
+        anyhow::bail!(
+            "invalid setting `output`: {} holds a run: pass --resume to continue it, \
+             --overwrite to replace it, or choose another --output",
+            out.root().display()
+        );
+    }
+    let described = json!({
+        "command": "ofa",
+        "seed": args.seed,
+        "dataset": args.data.dataset.to_string(),
+        "subset": args.data.subset,
+        "batch_size": args.batch_size,
+        "valid_portion": args.valid_portion,
+        "predictor_samples": args.predictor_samples,
+        "calibration_batches": args.calibration_batches,
+        "latency_table_file": args.latency_table.display().to_string(),
+        "latency_table_measured_at": table.measured_at,
+        "latency_table": table.settings,
+        "budgets_ms": args.budgets,
+        "population": args.population,
+        "cycles": args.cycles,
+        "training": config,
+        "schedule": schedule,
+    });
+    if args.resume {
+        check_resumed(&out, &described)?;
+    } else {
+        clear_experiment(out.root(), args.overwrite)?;
+        for name in RUN_FILES {
+            out.remove(name)?;
+        }
+    }
+    let resume = args.resume && checkpoint.exists();
+    if args.resume && !resume {
+        tracing::info!("no checkpoint yet: the training starts from the beginning");
+        out.remove("epochs.jsonl")?;
+        out.remove("predictor_samples.jsonl")?;
+    }
+    checkpoint.prepare(resume, args.overwrite)?;
+    if !resume {
+        out.write_json("config.json", &described)?;
+    }
+
+    // The held-out part as in `nas spos`: prepared with stream 1, split with stream 2.
+    let (train_part, valid_part) = split_indices(
+        train.len(),
+        1.0 - args.valid_portion,
+        stream_seed(args.seed, 2),
+    );
+    if train_part.is_empty() || valid_part.is_empty() {
+        anyhow::bail!(
+            "the training split ({} images) is too small to hold out a validation part",
+            train.len()
+        );
+    }
+    let norm = prepared.normalization.clone();
+    let mut loader = BatchLoader::new(
+        train.clone(),
+        train_part.clone(),
+        args.batch_size,
+        true,
+        prepared.augment,
+        norm.clone(),
+        stream_seed(args.seed, 3),
+    )?;
+    let mut valid = eval_loader(&train, valid_part.clone(), 256, &norm)?;
+    let calibration = calibration_batches(
+        BatchLoader::new(
+            train.clone(),
+            train_part,
+            args.batch_size,
+            true,
+            prepared.augment,
+            norm.clone(),
+            stream_seed(args.seed, 5),
+        )?,
+        args.calibration_batches,
+        &plain,
+    );
+    tracing::info!(
+        train = loader.len(),
+        held_out = valid.len(),
+        calibration_batches = calibration.len(),
+        "stage 1: progressive shrinking"
+    );
+
+    let resumable = Resumable { checkpoint, resume };
+    let validation = OfaValidation {
+        valid: &mut valid,
+        calibration: &calibration,
+    };
+    let (network, records) = train_ofa(
+        &config,
+        &schedule,
+        &mut loader,
+        Some(validation),
+        &device,
+        Some(&resumable),
+        |record| {
+            out.append_jsonl("epochs.jsonl", record)?;
+            Ok(())
+        },
+    )?;
+    // A kill between a checkpoint and its record can lose a line; the records are complete.
+    out.remove("epochs.jsonl")?;
+    for record in &records {
+        out.append_jsonl("epochs.jsonl", record)?;
+    }
+    let info = ElasticInfo {
+        config: config.clone(),
+        schedule: schedule.clone(),
+        dataset: args.data.dataset.to_string(),
+        subset: args.data.subset,
+        valid_portion: args.valid_portion,
+        batch_size: args.batch_size,
+        epochs: records.clone(),
+    };
+    save_elastic(out.root(), &network, &info)?;
+    write_training_chart(&out, &records)?;
+    let network = network.valid();
+
+    tracing::info!(
+        subnets = args.predictor_samples,
+        "stage 2: measuring random subnets for the accuracy predictor"
+    );
+    let samples_path = out.path("predictor_samples.jsonl");
+    let done = read_measured(&samples_path)?;
+    if !done.is_empty() {
+        tracing::info!(
+            measured = done.len(),
+            "skipping the subnets measured before"
+        );
+    }
+    let archs = draw_subnets(&space, args.predictor_samples, stream_seed(args.seed, 6));
+    let measured = measure_subnets(
+        &space,
+        &archs,
+        &done,
+        Some(&table),
+        |arch| score_subnet(&network, arch, &calibration, &mut valid, &plain),
+        |m| append_measured(&samples_path, m),
+    )?;
+
+    tracing::info!("stage 3: fitting the accuracy predictor");
+    let quality = assess_predictor(&space, &measured, 0.2)?;
+    tracing::info!(
+        kendall_tau = quality.kendall_tau.map(|t| format!("{t:.3}")),
+        rmse = format!("{:.4}", quality.rmse),
+        held_out = quality.held_out,
+        "predictor on held-out subnets"
+    );
+    // The search uses the predictor refitted to every measured subnet.
+    let (xs, ys) = encoded(&space, &measured)?;
+    let predictor = RidgePredictor::fit(&xs, &ys, &RIDGE_LAMBDAS)?;
+
+    tracing::info!(budgets = ?args.budgets, "stage 4: evolutionary search per budget");
+    let protocol = Protocol {
+        warmup: 10,
+        repeats: 30,
+    };
+    let threads = rayon::current_num_threads();
+    if threads != table.settings.threads {
+        tracing::warn!(
+            table_threads = table.settings.threads,
+            threads,
+            "found subnets are timed with this process's thread count, not the table's"
+        );
+    }
+    let mut test = eval_loader(
+        &prepared.test,
+        (0..prepared.test.len()).collect(),
+        256,
+        &norm,
+    )?;
+    let mut results = Vec::with_capacity(args.budgets.len());
+    for (i, &budget_ms) in args.budgets.iter().enumerate() {
+        let evolution = EvolutionConfig {
+            population: args.population,
+            sample: (args.population / 5).max(1),
+            cycles: args.cycles,
+            seed: stream_seed(args.seed, 10 + i as u64),
+        };
+        let found = match evolve(
+            &space,
+            &table,
+            budget_ms,
+            |arch| predictor.predict(&encode(&space, arch)),
+            &evolution,
+        ) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(budget_ms, "no subnet for this budget: {e}");
+                continue;
+            }
+        };
+        let key = space.key(&found.arch);
+        let measured_valid = score_subnet(&network, &found.arch, &calibration, &mut valid, &plain)?;
+        let measured_test = score_subnet(&network, &found.arch, &calibration, &mut test, &plain)?;
+        let timing = measure_network(
+            &space,
+            &found.arch,
+            table.settings.batch_size,
+            protocol,
+            &device,
+        )?;
+        let cost = nasrs::cost::mobile_network(&space, &found.arch)?;
+        let result = BudgetResult {
+            budget_ms,
+            key,
+            predicted_accuracy: found.predicted_accuracy,
+            measured_accuracy: measured_valid.accuracy,
+            test_accuracy: measured_test.accuracy,
+            predicted_latency_ms: found.predicted_latency_ms,
+            measured_latency_ms: timing.median_ms,
+            params: cost.params,
+            macs: cost.macs,
+            scored: found.scored,
+        };
+        tracing::info!(
+            budget_ms,
+            arch = %result.key,
+            predicted_acc = format!("{:.4}", result.predicted_accuracy),
+            measured_acc = format!("{:.4}", result.measured_accuracy),
+            predicted_ms = format!("{:.3}", result.predicted_latency_ms),
+            measured_ms = format!("{:.3}", result.measured_latency_ms),
+            "subnet found"
+        );
+        results.push(result);
+    }
+    out.write_json(
+        "result.json",
+        &json!({
+            "predictor": {
+                "kind": "ridge regression on one-hot block choices",
+                "lambda": predictor.lambda,
+                "held_out_quality": quality,
+            },
+            "budgets": results,
+        }),
+    )?;
+    write_budget_chart(&out, &measured, &results)?;
+    let md = summary(&args, &schedule, &records, &quality, &results, &table);
+    out.write_text("summary.md", &md)?;
+    println!("{md}");
+    Ok(())
+}
+
+/// Rejects settings that cannot run.
+fn check_args(args: &OfaArgs) -> anyhow::Result<()> {
+    if !(0.0 < args.valid_portion && args.valid_portion < 1.0) {
+        anyhow::bail!(
+            "invalid setting `valid_portion`: must be strictly between 0 and 1, found {}",
+            args.valid_portion
+        );
+    }
+    if args.batch_size == 0 {
+        anyhow::bail!("invalid setting `batch_size`: must be at least 1, found 0");
+    }
+    if args.resume && args.overwrite {
+        anyhow::bail!("invalid setting `resume`: --resume and --overwrite exclude each other");
+    }
+    if !(args.epochs_scale.is_finite() && args.epochs_scale > 0.0 && args.epochs_scale <= 1000.0) {
+        anyhow::bail!(
+            "invalid setting `epochs_scale`: must be positive and at most 1000, found {}",
+            args.epochs_scale
+        );
+    }
+    if args.predictor_samples < 5 {
+        anyhow::bail!(
+            "invalid setting `predictor_samples`: at least 5 subnets are needed to fit and \
+             assess the predictor, found {}",
+            args.predictor_samples
+        );
+    }
+    if args.calibration_batches == 0 {
+        anyhow::bail!(
+            "invalid setting `calibration_batches`: at least 1 batch is needed to recompute \
+             batch-norm statistics, found 0"
+        );
+    }
+    if args.budgets.is_empty() || args.budgets.iter().any(|b| !(b.is_finite() && *b > 0.0)) {
+        anyhow::bail!(
+            "invalid setting `budgets`: expected positive milliseconds separated by commas, \
+             found {:?}",
+            args.budgets
+        );
+    }
+    if args.population == 0 {
+        anyhow::bail!("invalid setting `population`: must be at least 1, found 0");
+    }
+    Ok(())
+}
+
+/// Refuses to resume with other data or search settings than the run was started with (the
+/// checkpoint compares the training settings).
+fn check_resumed(out: &OutputDir, described: &serde_json::Value) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(out.path("config.json")) else {
+        return Ok(());
+    };
+    let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(());
+    };
+    for field in DATA_FIELDS.iter().chain(&[
+        "latency_table_measured_at",
+        "budgets_ms",
+        "population",
+        "cycles",
+    ]) {
+        if saved.get(field) != described.get(field) {
+            anyhow::bail!(
+                "invalid setting `{field}`: the run in {} was started with {}, not {}",
+                out.root().display(),
+                saved.get(field).unwrap_or(&serde_json::Value::Null),
+                described.get(field).unwrap_or(&serde_json::Value::Null)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The first `count` batches of `loader` (fewer when it has fewer), as image tensors on the
+/// plain `device`.
+fn calibration_batches(mut loader: BatchLoader, count: usize, device: &Device) -> Vec<Tensor<4>> {
+    loader
+        .epoch()
+        .take(count)
+        .map(|batch| batch_tensors(&batch, device).0)
+        .collect()
+}
+
+fn write_training_chart(out: &OutputDir, records: &[OfaEpoch]) -> anyhow::Result<()> {
+    let points = |f: &dyn Fn(&OfaEpoch) -> Option<f64>| {
+        records
+            .iter()
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
+            .collect()
+    };
+    let series = [
+        Series {
+            name: "training loss",
+            points: points(&|r| Some(r.train_loss)),
+        },
+        Series {
+            name: "largest subnet, validation accuracy",
+            points: points(&|r| r.largest_accuracy),
+        },
+        Series {
+            name: "smallest subnet, validation accuracy",
+            points: points(&|r| r.smallest_accuracy),
+        },
+    ];
+    out.write_text(
+        "training.svg",
+        &line_chart("Progressive shrinking", "epoch", "loss / accuracy", &series),
+    )?;
+    Ok(())
+}
+
+fn write_budget_chart(
+    out: &OutputDir,
+    measured: &[MeasuredSubnet],
+    results: &[BudgetResult],
+) -> anyhow::Result<()> {
+    let series = [
+        Series {
+            name: "random subnets (measured)",
+            points: measured
+                .iter()
+                .filter_map(|m| m.predicted_latency_ms.map(|ms| (ms, m.accuracy)))
+                .collect(),
+        },
+        Series {
+            name: "found, predicted accuracy",
+            points: results
+                .iter()
+                .map(|r| (r.predicted_latency_ms, r.predicted_accuracy))
+                .collect(),
+        },
+        Series {
+            name: "found, measured accuracy",
+            points: results
+                .iter()
+                .map(|r| (r.predicted_latency_ms, r.measured_accuracy))
+                .collect(),
+        },
+    ];
+    out.write_text(
+        "budgets.svg",
+        &scatter_chart(
+            "Subnets by predicted latency",
+            "predicted latency (ms)",
+            "held-out accuracy",
+            &series,
+            &[],
+        ),
+    )?;
+    Ok(())
+}
+
+fn summary(
+    args: &OfaArgs,
+    schedule: &Schedule,
+    records: &[OfaEpoch],
+    quality: &PredictorQuality,
+    results: &[BudgetResult],
+    table: &LatencyTable,
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Once-for-All\n");
+    let phases: Vec<String> = schedule
+        .phases
+        .iter()
+        .map(|p| format!("{} ({} epochs, lr {})", p.name, p.epochs, p.lr))
+        .collect();
+    let _ = writeln!(
+        md,
+        "- elastic network on {} (batch {}, seed {}), phases: {}",
+        args.data.dataset,
+        args.batch_size,
+        args.seed,
+        phases.join(" -> ")
+    );
+    let _ = writeln!(
+        md,
+        "- distillation from the full network: weight {}, temperature {}",
+        args.kd_weight, args.temperature
+    );
+    if let Some(last) = records.last() {
+        let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
+        let _ = writeln!(
+            md,
+            "- after training: largest subnet {}, smallest subnet {} on the held-out part \
+             (batch norm recalibrated on {} training batches)",
+            pct(last.largest_accuracy),
+            pct(last.smallest_accuracy),
+            args.calibration_batches
+        );
+    }
+    let _ = writeln!(
+        md,
+        "- {:.0} s of training in all",
+        records.iter().map(|r| r.seconds).sum::<f64>()
+    );
+    let _ = writeln!(
+        md,
+        "- accuracy predictor: ridge regression (lambda {}) fitted to {} measured subnets; on \
+         {} held-out ones Kendall tau {}, RMSE {:.4}",
+        quality.lambda,
+        quality.fitted,
+        quality.held_out,
+        quality
+            .kendall_tau
+            .map_or("undefined".to_string(), |t| format!("{t:.3}")),
+        quality.rmse
+    );
+    let _ = writeln!(
+        md,
+        "- latency table {} ({} threads, batch {}); measured latency is the median of 30 runs \
+         here\n",
+        args.latency_table.display(),
+        table.settings.threads,
+        table.settings.batch_size
+    );
+    let _ = writeln!(
+        md,
+        "| budget (ms) | subnet | predicted acc | measured acc | test acc | predicted ms | \
+         measured ms | params | MMACs |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {:.2}% | {:.2}% | {:.2}% | {:.3} | {:.3} | {} | {:.2} |",
+            r.budget_ms,
+            r.key,
+            100.0 * r.predicted_accuracy,
+            100.0 * r.measured_accuracy,
+            100.0 * r.test_accuracy,
+            r.predicted_latency_ms,
+            r.measured_latency_ms,
+            r.params,
+            r.macs as f64 / 1e6
+        );
+    }
+    if results.len() < args.budgets.len() {
+        let _ = writeln!(
+            md,
+            "\n{} budget(s) below the smallest subnet's predicted latency had no subnet.",
+            args.budgets.len() - results.len()
+        );
+    }
+    md
+}
