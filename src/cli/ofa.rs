@@ -325,14 +325,12 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         warmup: 10,
         repeats: 30,
     };
-    let threads = rayon::current_num_threads();
-    if threads != table.settings.threads {
-        tracing::warn!(
-            table_threads = table.settings.threads,
-            threads,
-            "found subnets are timed with this process's thread count, not the table's"
-        );
-    }
+    // Found subnets are timed with the table's thread count, in a pool of their own, so the
+    // measured latency compares with the predicted one whatever --threads trained with.
+    let timing_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(table.settings.threads)
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build a pool of the table's threads: {e}"))?;
     let mut test = eval_loader(
         &prepared.test,
         (0..prepared.test.len()).collect(),
@@ -363,13 +361,15 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         let key = space.key(&found.arch);
         let measured_valid = score_subnet(&network, &found.arch, &calibration, &mut valid, &plain)?;
         let measured_test = score_subnet(&network, &found.arch, &calibration, &mut test, &plain)?;
-        let timing = measure_network(
-            &space,
-            &found.arch,
-            table.settings.batch_size,
-            protocol,
-            &device,
-        )?;
+        let timing = timing_pool.install(|| {
+            measure_network(
+                &space,
+                &found.arch,
+                table.settings.batch_size,
+                protocol,
+                &device,
+            )
+        })?;
         let cost = nasrs::cost::mobile_network(&space, &found.arch)?;
         let result = BudgetResult {
             budget_ms,
@@ -623,7 +623,7 @@ fn summary(
     let _ = writeln!(
         md,
         "- latency table {} ({} threads, batch {}); measured latency is the median of 30 runs \
-         here\n",
+         here with the table's thread count\n",
         args.latency_table.display(),
         table.settings.threads,
         table.settings.batch_size
