@@ -72,9 +72,10 @@ fn stats(bn: &nasrs::nn::batch_norm::BatchNorm2d) -> (Vec<f32>, Vec<f32>) {
     (read(bn.running_mean.value()), read(bn.running_var.value()))
 }
 
-/// After recalibration on two batches the stem's running mean is, per channel, the average of
-/// the two batch means of its convolution's output (computed here directly); the parameters
-/// are the supernet's, and a candidate off the path keeps the statistics it had.
+/// After recalibration on two batches the stem's running mean and variance are, per channel,
+/// the averages of the two batch means and unbiased variances of its convolution's output
+/// (computed here directly); the parameters are the supernet's, and a candidate off the path
+/// keeps the statistics it had.
 #[test]
 fn recalibration_changes_running_statistics_only() {
     let space = tiny_space();
@@ -122,15 +123,40 @@ fn recalibration_changes_running_statistics_only() {
             .try_to_vec::<f32>()
             .unwrap()
     };
+    // The unbiased variance of each channel over a batch's n x h x w values, as PyTorch's
+    // batch norm records it.
+    let batch_var = |x: &Tensor<4>| {
+        let y = conv.forward(x.clone());
+        let [n, _, h, w] = y.dims();
+        let count = (n * h * w) as f32;
+        let centered = y.clone() - y.mean_dims(&[0, 2, 3]);
+        centered
+            .square()
+            .mean_dims(&[0, 2, 3])
+            .reshape([4])
+            .mul_scalar(count / (count - 1.0))
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
     let (m1, m2) = (batch_mean(&batches[0]), batch_mean(&batches[1]));
-    let (mean, _) = stats(&subnet.stem.conv.bn);
+    let (v1, v2) = (batch_var(&batches[0]), batch_var(&batches[1]));
+    let (mean, var) = stats(&subnet.stem.conv.bn);
     assert_ne!(mean, stem_before.0);
+    assert_ne!(var, stem_before.1);
     for c in 0..4 {
         let want = (m1[c] + m2[c]) / 2.0;
         assert!(
             (mean[c] - want).abs() < 1e-4,
             "channel {c}: {} vs {want}",
             mean[c]
+        );
+        let want = (v1[c] + v2[c]) / 2.0;
+        assert!(
+            (var[c] - want).abs() < 1e-4 * want.max(1.0),
+            "channel {c}: variance {} vs {want}",
+            var[c]
         );
     }
     // The recalibrated subnet evaluates with running statistics again.
