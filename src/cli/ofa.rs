@@ -27,7 +27,10 @@ use nasrs::space::mobile::MobileSpace;
 use nasrs::train::tensors::batch_tensors;
 use serde_json::json;
 
-use super::common::{DataArgs, DeviceArgs, clear_experiment, eval_loader, stream_seed};
+use super::common::{
+    DataArgs, DeviceArgs, check_resumed_config, clear_experiment, data_settings, eval_loader,
+    stream_seed,
+};
 
 /// Options of `nas ofa`.
 #[derive(Args, Debug)]
@@ -103,14 +106,18 @@ const RUN_FILES: &[&str] = &[
     "summary.md",
 ];
 
-/// The data settings a resumed run must share with the run it continues.
-const DATA_FIELDS: &[&str] = &[
-    "dataset",
-    "subset",
-    "batch_size",
-    "valid_portion",
-    "predictor_samples",
-    "calibration_batches",
+/// The settings (as `config.json` paths) a resumed run must share with the run it continues,
+/// besides the training settings its checkpoint compares.
+const RESUMED_FIELDS: &[&str] = &[
+    "/data",
+    "/batch_size",
+    "/valid_portion",
+    "/predictor_samples",
+    "/calibration_batches",
+    "/latency_table_measured_at",
+    "/budgets_ms",
+    "/population",
+    "/cycles",
 ];
 
 pub fn run(args: OfaArgs) -> anyhow::Result<()> {
@@ -176,6 +183,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         "seed": args.seed,
         "dataset": args.data.dataset.to_string(),
         "subset": args.data.subset,
+        "data": data_settings(&args.data),
         "batch_size": args.batch_size,
         "valid_portion": args.valid_portion,
         "predictor_samples": args.predictor_samples,
@@ -190,7 +198,9 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         "schedule": schedule,
     });
     if args.resume {
-        check_resumed(&out, &described)?;
+        // The checkpoint compares the training settings; the data and search settings live
+        // here.
+        check_resumed_config(out.root(), &described, RESUMED_FIELDS, checkpoint.exists())?;
     } else {
         clear_experiment(out.root(), args.overwrite)?;
         for name in RUN_FILES {
@@ -454,33 +464,6 @@ fn check_args(args: &OfaArgs) -> anyhow::Result<()> {
     }
     if args.population == 0 {
         anyhow::bail!("invalid setting `population`: must be at least 1, found 0");
-    }
-    Ok(())
-}
-
-/// Refuses to resume with other data or search settings than the run was started with (the
-/// checkpoint compares the training settings).
-fn check_resumed(out: &OutputDir, described: &serde_json::Value) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read_to_string(out.path("config.json")) else {
-        return Ok(());
-    };
-    let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Ok(());
-    };
-    for field in DATA_FIELDS.iter().chain(&[
-        "latency_table_measured_at",
-        "budgets_ms",
-        "population",
-        "cycles",
-    ]) {
-        if saved.get(field) != described.get(field) {
-            anyhow::bail!(
-                "invalid setting `{field}`: the run in {} was started with {}, not {}",
-                out.root().display(),
-                saved.get(field).unwrap_or(&serde_json::Value::Null),
-                described.get(field).unwrap_or(&serde_json::Value::Null)
-            );
-        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::ensure_same_settings;
@@ -170,39 +171,56 @@ impl SposConfig {
     /// [`NasError::Config`] naming the field.
     pub fn check(&self) -> Result<()> {
         self.space.check()?;
-        if self.epochs == 0 {
-            return Err(NasError::config("epochs", "must be at least 1"));
-        }
-        let lr_ok = self.lr.is_finite() && self.lr > 0.0;
-        if !lr_ok || !(0.0..=self.lr).contains(&self.lr_min) {
-            return Err(NasError::config(
-                "lr",
-                format!(
-                    "need 0 <= lr_min <= lr with lr > 0, found lr {} lr_min {}",
-                    self.lr, self.lr_min
-                ),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(NasError::config(
-                "momentum",
-                format!("must be in [0, 1), found {}", self.momentum),
-            ));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(NasError::config(
-                "weight_decay",
-                format!("must be a non-negative number, found {}", self.weight_decay),
-            ));
-        }
-        if !(self.grad_clip.is_finite() && self.grad_clip > 0.0) {
-            return Err(NasError::config(
-                "grad_clip",
-                format!("must be positive, found {}", self.grad_clip),
-            ));
-        }
-        Ok(())
+        check_sgd(
+            self.epochs,
+            self.lr,
+            self.lr_min,
+            self.momentum,
+            self.weight_decay,
+            self.grad_clip,
+        )
     }
+}
+
+/// Rejects impossible supernet training settings, naming the field: the checks both
+/// single-path supernets share.
+pub(crate) fn check_sgd(
+    epochs: usize,
+    lr: f64,
+    lr_min: f64,
+    momentum: f64,
+    weight_decay: f64,
+    grad_clip: f64,
+) -> Result<()> {
+    if epochs == 0 {
+        return Err(NasError::config("epochs", "must be at least 1, found 0"));
+    }
+    let lr_ok = lr.is_finite() && lr > 0.0;
+    if !lr_ok || !(0.0..=lr).contains(&lr_min) {
+        return Err(NasError::config(
+            "lr",
+            format!("need 0 <= lr_min <= lr with lr > 0, found lr {lr} lr_min {lr_min}"),
+        ));
+    }
+    if !(0.0..1.0).contains(&momentum) {
+        return Err(NasError::config(
+            "momentum",
+            format!("must be in [0, 1), found {momentum}"),
+        ));
+    }
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return Err(NasError::config(
+            "weight_decay",
+            format!("must be a non-negative number, found {weight_decay}"),
+        ));
+    }
+    if !(grad_clip.is_finite() && grad_clip > 0.0) {
+        return Err(NasError::config(
+            "grad_clip",
+            format!("must be positive, found {grad_clip}"),
+        ));
+    }
+    Ok(())
 }
 
 /// One epoch of supernet training.
@@ -222,43 +240,57 @@ pub struct SposEpoch {
     pub seconds: f64,
 }
 
+/// The loop state saved in a checkpoint of single-path training; `C` is the supernet's
+/// settings, compared on resume.
 #[derive(Serialize, Deserialize)]
-struct SposState {
-    config: SposConfig,
+struct SposState<C> {
+    config: C,
     next_epoch: usize,
     records: Vec<SposEpoch>,
     rng: ChaCha8Rng,
     train: LoaderState,
 }
 
-/// Trains the supernet of `config.space` (batch norm without affine parameters) with one
-/// uniformly drawn path per batch of `train`. With `resumable`, a checkpoint is written after
-/// every epoch and a resumed run ends exactly as an uninterrupted one. `on_epoch` hears every
-/// epoch after its checkpoint. Returns the trained supernet (on the autodiff device) and the
-/// records of all epochs.
-///
-/// # Errors
-/// [`NasError::Config`] for impossible settings or a checkpoint made with other settings;
-/// [`NasError::Numerical`] when the loss diverges; I/O errors of the checkpoint.
-pub fn train_supernet(
-    config: &SposConfig,
+/// The schedule of a single-path training run, as both supernets' settings give it.
+pub(crate) struct SinglePathSchedule {
+    /// Epochs over the training data.
+    pub epochs: usize,
+    /// Initial learning rate, cosine-annealed per batch to `lr_min`.
+    pub lr: f64,
+    /// Final learning rate.
+    pub lr_min: f64,
+    /// The seed recorded with every epoch.
+    pub seed: u64,
+}
+
+/// The epochs of single-path training shared by both supernets: per batch, `sample` draws a
+/// path with the run's generator and `step` takes one weight step on it at the cosine
+/// learning rate; a record per epoch, then (with `resumable`) a checkpoint of the model, the
+/// optimiser, the generator, the loader position and `config`, then `on_epoch`. A resumed
+/// run continues from the checkpoint and ends exactly as an uninterrupted one.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_single_path<M, C, P>(
+    name: &str,
+    config: &C,
+    schedule: &SinglePathSchedule,
+    mut model: M,
+    mut optimizer: ModuleOptimizer,
+    mut rng: ChaCha8Rng,
     train: &mut BatchLoader,
     device: &Device,
     resumable: Option<&Resumable>,
+    mut sample: impl FnMut(&mut ChaCha8Rng) -> P,
+    mut step: impl FnMut(M, &mut ModuleOptimizer, &P, Tensor<4>, Tensor<1, Int>, f64) -> (M, PathStep),
     mut on_epoch: impl FnMut(&SposEpoch) -> Result<()>,
-) -> Result<(MobileSupernet, Vec<SposEpoch>)> {
-    config.check()?;
-    let plain = device.clone().without_autodiff();
-    let ad = plain.clone().autodiff();
-    plain.seed(config.seed);
-    let mut model =
-        MobileSupernet::with_affine(&config.space, false, &mut ParamInit::new(config.seed, &ad));
-    let mut optimizer = crate::train::optim::sgd(config.momentum, config.weight_decay);
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5350_4f53_5041_5448);
-    let mut records = Vec::with_capacity(config.epochs);
+) -> Result<(M, Vec<SposEpoch>)>
+where
+    M: Module,
+    C: Clone + Serialize + DeserializeOwned,
+{
+    let mut records = Vec::with_capacity(schedule.epochs);
     let mut start = 0;
     if let Some(r) = resumable.filter(|r| r.resume) {
-        let state: SposState = r.checkpoint.load_state()?;
+        let state: SposState<C> = r.checkpoint.load_state()?;
         ensure_same_settings(&state.config, config)?;
         model = r.checkpoint.load_model(model)?;
         optimizer = r.checkpoint.load_optimizer("weights", optimizer)?;
@@ -266,35 +298,26 @@ pub fn train_supernet(
         rng = state.rng;
         records = state.records;
         start = state.next_epoch;
-        tracing::info!(epochs_done = start, "resuming supernet training");
+        tracing::info!(epochs_done = start, "resuming {name} training");
     }
     tracing::info!(
         parameters = crate::nn::count_parameters(&model),
-        blocks = config.space.blocks().len(),
-        "supernet built"
+        "{name} built"
     );
 
     let steps = train.batches_per_epoch();
-    for epoch in start..config.epochs {
+    for epoch in start..schedule.epochs {
         let started = Instant::now();
         let lr_of = |step: usize| {
-            let progress = (epoch * steps + step) as f64 / (config.epochs * steps) as f64;
-            cosine_at(config.lr, config.lr_min, progress)
+            let progress = (epoch * steps + step) as f64 / (schedule.epochs * steps) as f64;
+            cosine_at(schedule.lr, schedule.lr_min, progress)
         };
-        let bar = crate::report::progress::epoch_bar(steps as u64, epoch + 1, config.epochs);
+        let bar = crate::report::progress::epoch_bar(steps as u64, epoch + 1, schedule.epochs);
         let (mut loss_sum, mut correct, mut images) = (0.0, 0, 0);
-        for (step, batch) in train.epoch().enumerate() {
-            let path = uniform_path(&config.space, &mut rng);
-            let (x, y) = batch_tensors(&batch, &ad);
-            let (stepped, done) = path_step(
-                model,
-                &mut optimizer,
-                &path,
-                x,
-                y,
-                lr_of(step),
-                config.grad_clip,
-            );
+        for (index, batch) in train.epoch().enumerate() {
+            let path = sample(&mut rng);
+            let (x, y) = batch_tensors(&batch, device);
+            let (stepped, done) = step(model, &mut optimizer, &path, x, y, lr_of(index));
             model = stepped;
             if !done.loss.is_finite() {
                 return Err(NasError::Numerical(format!(
@@ -318,7 +341,7 @@ pub fn train_supernet(
         bar.finish_and_clear();
         let record = SposEpoch {
             epoch: epoch + 1,
-            seed: config.seed,
+            seed: schedule.seed,
             lr: lr_of(0),
             train_loss: loss_sum / images.max(1) as f64,
             train_accuracy: correct as f64 / images.max(1) as f64,
@@ -329,7 +352,7 @@ pub fn train_supernet(
             train_loss = format!("{:.4}", record.train_loss),
             train_acc = format!("{:.4}", record.train_accuracy),
             seconds = format!("{:.1}", record.seconds),
-            "supernet epoch done"
+            "{name} epoch done"
         );
         records.push(record.clone());
         if let Some(r) = resumable {
@@ -346,6 +369,54 @@ pub fn train_supernet(
         on_epoch(&record)?;
     }
     Ok((model, records))
+}
+
+/// Trains the supernet of `config.space` (batch norm without affine parameters) with one
+/// uniformly drawn path per batch of `train`. With `resumable`, a checkpoint is written after
+/// every epoch and a resumed run ends exactly as an uninterrupted one. `on_epoch` hears every
+/// epoch after its checkpoint. Returns the trained supernet (on the autodiff device) and the
+/// records of all epochs.
+///
+/// # Errors
+/// [`NasError::Config`] for impossible settings or a checkpoint made with other settings;
+/// [`NasError::Numerical`] when the loss diverges; I/O errors of the checkpoint.
+pub fn train_supernet(
+    config: &SposConfig,
+    train: &mut BatchLoader,
+    device: &Device,
+    resumable: Option<&Resumable>,
+    on_epoch: impl FnMut(&SposEpoch) -> Result<()>,
+) -> Result<(MobileSupernet, Vec<SposEpoch>)> {
+    config.check()?;
+    let plain = device.clone().without_autodiff();
+    let ad = plain.clone().autodiff();
+    plain.seed(config.seed);
+    let model =
+        MobileSupernet::with_affine(&config.space, false, &mut ParamInit::new(config.seed, &ad));
+    let optimizer = crate::train::optim::sgd(config.momentum, config.weight_decay);
+    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5350_4f53_5041_5448);
+    let schedule = SinglePathSchedule {
+        epochs: config.epochs,
+        lr: config.lr,
+        lr_min: config.lr_min,
+        seed: config.seed,
+    };
+    train_single_path(
+        "supernet",
+        config,
+        &schedule,
+        model,
+        optimizer,
+        rng,
+        train,
+        &ad,
+        resumable,
+        |rng| uniform_path(&config.space, rng),
+        |model, optimizer, path, x, y, lr| {
+            path_step(model, optimizer, path, x, y, lr, config.grad_clip)
+        },
+        on_epoch,
+    )
 }
 
 /// What a trained supernet file says about itself: the settings it was trained with and the

@@ -7,7 +7,6 @@
 //! accumulates mix every path that ran through a layer.
 
 use std::path::Path;
-use std::time::Instant;
 
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -15,15 +14,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::ensure_same_settings;
-use crate::data::{BatchLoader, LoaderState};
+use crate::data::BatchLoader;
 use crate::nn::{ParamInit, SearchNetwork, SearchNetworkConfig};
 use crate::search::Resumable;
-use crate::search::spos::{PathStep, SposEpoch};
+use crate::search::spos::{PathStep, SinglePathSchedule, SposEpoch, check_sgd, train_single_path};
 use crate::space::{CellGenotype, DartsOp, GeneEdge, Genotype};
 use crate::train::clip::clip_global_norm;
-use crate::train::tensors::batch_tensors;
-use crate::train::{EvalResult, correct_count, cosine_at, cross_entropy, evaluate};
+use crate::train::{EvalResult, correct_count, cross_entropy, evaluate};
 use crate::{NasError, Result};
 
 /// A genotype drawn uniformly from the single paths of a supernet with `nodes` intermediate
@@ -188,49 +185,15 @@ impl CellSposConfig {
     /// [`NasError::Config`] naming the field.
     pub fn check(&self) -> Result<()> {
         self.network.check()?;
-        if self.epochs == 0 {
-            return Err(NasError::config("epochs", "must be at least 1, found 0"));
-        }
-        let lr_ok = self.lr.is_finite() && self.lr > 0.0;
-        if !lr_ok || !(0.0..=self.lr).contains(&self.lr_min) {
-            return Err(NasError::config(
-                "lr",
-                format!(
-                    "need 0 <= lr_min <= lr with lr > 0, found lr {} lr_min {}",
-                    self.lr, self.lr_min
-                ),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(NasError::config(
-                "momentum",
-                format!("must be in [0, 1), found {}", self.momentum),
-            ));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(NasError::config(
-                "weight_decay",
-                format!("must be a non-negative number, found {}", self.weight_decay),
-            ));
-        }
-        if !(self.grad_clip.is_finite() && self.grad_clip > 0.0) {
-            return Err(NasError::config(
-                "grad_clip",
-                format!("must be positive, found {}", self.grad_clip),
-            ));
-        }
-        Ok(())
+        check_sgd(
+            self.epochs,
+            self.lr,
+            self.lr_min,
+            self.momentum,
+            self.weight_decay,
+            self.grad_clip,
+        )
     }
-}
-
-/// The loop state saved in a checkpoint of [`train_cell_supernet`].
-#[derive(Serialize, Deserialize)]
-struct CellSposState {
-    config: CellSposConfig,
-    next_epoch: usize,
-    records: Vec<SposEpoch>,
-    rng: ChaCha8Rng,
-    train: LoaderState,
 }
 
 /// Trains the DARTS search network of `config.network` as a single-path supernet: one
@@ -249,119 +212,38 @@ pub fn train_cell_supernet(
     train: &mut BatchLoader,
     device: &Device,
     resumable: Option<&Resumable>,
-    mut on_epoch: impl FnMut(&SposEpoch) -> Result<()>,
+    on_epoch: impl FnMut(&SposEpoch) -> Result<()>,
 ) -> Result<(SearchNetwork, Vec<SposEpoch>)> {
     config.check()?;
     let plain = device.clone().without_autodiff();
     let ad = plain.clone().autodiff();
     plain.seed(config.seed);
-    let mut model = SearchNetwork::new(&config.network, &mut ParamInit::new(config.seed, &ad))?;
-    let mut optimizer = crate::train::optim::sgd(config.momentum, config.weight_decay);
+    let model = SearchNetwork::new(&config.network, &mut ParamInit::new(config.seed, &ad))?;
+    let optimizer = crate::train::optim::sgd(config.momentum, config.weight_decay);
     // A stream of its own, so that sampling does not shift when initialisation changes.
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x4345_4c4c_5350_4f53);
-    let mut records = Vec::with_capacity(config.epochs);
-    let mut start = 0;
-    if let Some(r) = resumable.filter(|r| r.resume) {
-        let state: CellSposState = r.checkpoint.load_state()?;
-        ensure_same_settings(&state.config, config)?;
-        model = r.checkpoint.load_model(model)?;
-        optimizer = r.checkpoint.load_optimizer("weights", optimizer)?;
-        train.restore(state.train)?;
-        rng = state.rng;
-        records = state.records;
-        start = state.next_epoch;
-        tracing::info!(epochs_done = start, "resuming cell supernet training");
-    }
-    tracing::info!(
-        parameters = crate::nn::count_parameters(&model),
-        cells = config.network.cells,
-        nodes = config.network.nodes,
-        "cell supernet built"
-    );
-
-    let steps = train.batches_per_epoch();
-    for epoch in start..config.epochs {
-        let started = Instant::now();
-        let lr_of = |step: usize| {
-            let progress = (epoch * steps + step) as f64 / (config.epochs * steps) as f64;
-            cosine_at(config.lr, config.lr_min, progress)
-        };
-        let bar = crate::report::progress::epoch_bar(steps as u64, epoch + 1, config.epochs);
-        let (mut loss_sum, mut correct, mut images) = (0.0, 0, 0);
-        for (step, batch) in train.epoch().enumerate() {
-            let genotype = uniform_genotype(config.network.nodes, &mut rng);
-            let (x, y) = batch_tensors(&batch, &ad);
-            let (stepped, done) = cell_path_step(
-                model,
-                &mut optimizer,
-                &genotype,
-                x,
-                y,
-                lr_of(step),
-                config.grad_clip,
-            );
-            model = stepped;
-            if !done.loss.is_finite() {
-                return Err(NasError::Numerical(format!(
-                    "training loss became {} in epoch {}; lower the learning rate",
-                    done.loss,
-                    epoch + 1
-                )));
-            }
-            correct += done.correct;
-            loss_sum += done.loss * batch.n as f64;
-            images += batch.n;
-            bar.set_message(format!("loss {:.3}", loss_sum / images as f64));
-            bar.inc(1);
-            crate::report::progress::log_if_hidden(
-                &bar,
-                epoch + 1,
-                loss_sum / images as f64,
-                started,
-            );
-        }
-        bar.finish_and_clear();
-        let record = SposEpoch {
-            epoch: epoch + 1,
-            seed: config.seed,
-            lr: lr_of(0),
-            train_loss: loss_sum / images.max(1) as f64,
-            train_accuracy: correct as f64 / images.max(1) as f64,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        tracing::info!(
-            epoch = record.epoch,
-            train_loss = format!("{:.4}", record.train_loss),
-            train_acc = format!("{:.4}", record.train_accuracy),
-            seconds = format!("{:.1}", record.seconds),
-            "cell supernet epoch done"
-        );
-        records.push(record.clone());
-        if let Some(r) = resumable {
-            commit_running_stats(&model);
-            let state = CellSposState {
-                config: config.clone(),
-                next_epoch: epoch + 1,
-                records: records.clone(),
-                rng: rng.clone(),
-                train: train.state(),
-            };
-            r.checkpoint
-                .save(&model, &[("weights", &optimizer)], &state)?;
-        }
-        on_epoch(&record)?;
-    }
-    Ok((model, records))
-}
-
-/// Commits the batch-norm running-statistics updates that burn keeps pending after a
-/// training-mode forward pass. A saved record holds only committed values, so without this a
-/// checkpoint would miss the last batch's update of every batch norm and a resumed run would
-/// evaluate with other statistics than an uninterrupted one. burn's `valid()` commits the
-/// pending updates of the running state it shares with `model` before copying it; the copy
-/// itself is not needed.
-fn commit_running_stats(model: &SearchNetwork) {
-    drop(model.valid());
+    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x4345_4c4c_5350_4f53);
+    let schedule = SinglePathSchedule {
+        epochs: config.epochs,
+        lr: config.lr,
+        lr_min: config.lr_min,
+        seed: config.seed,
+    };
+    train_single_path(
+        "cell supernet",
+        config,
+        &schedule,
+        model,
+        optimizer,
+        rng,
+        train,
+        &ad,
+        resumable,
+        |rng| uniform_genotype(config.network.nodes, rng),
+        |model, optimizer, genotype, x, y, lr| {
+            cell_path_step(model, optimizer, genotype, x, y, lr, config.grad_clip)
+        },
+        on_epoch,
+    )
 }
 
 /// What a trained cell supernet file says about itself: the settings it was trained with and
