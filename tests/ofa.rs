@@ -142,17 +142,18 @@ fn trained_network(seed: u64) -> ElasticNetwork {
 
 /// The standalone network extracted for a subnet gives, in evaluation mode, the logits of the
 /// elastic network restricted to that subnet, for 30 random subnets plus the largest and the
-/// smallest. The network has non-identity transforms, scrambled and then trained batch norm
-/// (running statistics updated on parts of the channels), and sorted channels.
+/// smallest, on images of the space's side and of two smaller ones. The network has
+/// non-identity transforms, scrambled and then trained batch norm (running statistics updated
+/// on parts of the channels), and sorted channels.
 ///
 /// Reference: the two forward passes must run the same operations on the same values (a 1x1
 /// convolution as the same matrix product, the depthwise convolution with the same kernel
 /// and padding, batch norm with the same statistics), so they can differ only by the
 /// rounding of f32 arithmetic done in a different grouping (another backend may pick other
 /// kernels for the two shapes); 1e-5 relative to the logits' magnitude allows a few ulps on
-/// every one of the ~10 layers. On the flex CPU backend the difference measured is exactly 0. A wrong channel, a kernel
-/// cropped or transformed differently, or a statistic off by one channel moves logits by
-/// orders of magnitude more (checked below: distinct subnets give logits 1e-3 apart or more).
+/// every one of the ~10 layers. On the flex CPU backend the difference measured is exactly 0.
+/// A wrong channel, a kernel cropped or transformed differently, or a statistic off by one
+/// channel moves logits by orders of magnitude more (checked below: distinct subnets give logits 1e-3 apart or more).
 #[test]
 fn extracted_subnets_compute_what_the_elastic_network_computes() {
     let space = tiny();
@@ -160,24 +161,31 @@ fn extracted_subnets_compute_what_the_elastic_network_computes() {
     let device = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let x = seeded([4, 1, 8, 8], 0.0, 1.0, &mut rng, &device);
+    // Elastic resolution: the same subnets on smaller images (odd sides too, where a stride-2
+    // convolution rounds up).
+    let x6 = seeded([4, 1, 6, 6], 0.0, 1.0, &mut rng, &device);
+    let x5 = seeded([4, 1, 5, 5], 0.0, 1.0, &mut rng, &device);
 
     let mut archs = vec![largest_arch(&space), smallest_arch(&space)];
     archs.extend((0..30).map(|_| sample_arch(&space, &ElasticDims::ALL, &mut rng)));
     let mut outputs: Vec<Tensor<2>> = Vec::new();
     for arch in &archs {
-        let elastic = net.forward_subnet(x.clone(), arch);
         let standalone = net.extract(arch).unwrap();
-        let extracted = standalone.forward(x.clone());
-        let scale = values(elastic.clone())
-            .iter()
-            .fold(1.0f32, |m, v| m.max(v.abs()));
-        let diff = max_diff(elastic.clone(), extracted);
-        assert!(
-            diff <= 1e-5 * scale,
-            "{}: extracted differs by {diff} (logits up to {scale})",
-            space.key(arch)
-        );
-        outputs.push(elastic);
+        for input in [&x, &x6, &x5] {
+            let elastic = net.forward_subnet(input.clone(), arch);
+            let extracted = standalone.forward(input.clone());
+            let scale = values(elastic.clone())
+                .iter()
+                .fold(1.0f32, |m, v| m.max(v.abs()));
+            let diff = max_diff(elastic.clone(), extracted);
+            assert!(
+                diff <= 1e-5 * scale,
+                "{} at side {}: extracted differs by {diff} (logits up to {scale})",
+                space.key(arch),
+                input.dims()[2]
+            );
+        }
+        outputs.push(net.forward_subnet(x.clone(), arch));
     }
 
     // Distinct subnets compute distinct functions: the comparison above could not pass with
@@ -195,6 +203,67 @@ fn extracted_subnets_compute_what_the_elastic_network_computes() {
             }
         }
     }
+}
+
+/// A specialised subnet (extracted, batch norm recalibrated on the calibration images resized
+/// to its side) is the extracted network recalibrated on those images resized by hand
+/// ([`nasrs::data::resize_bilinear`] on the host), so the same subnet specialised at another
+/// side has other statistics. Saved and loaded back it computes the same logits bit for bit;
+/// loading it as an architecture of other shapes, or from a missing file, is refused naming
+/// the file.
+#[test]
+fn specialised_subnets_use_their_side_and_load_back() {
+    use burn::module::Module;
+    use nasrs::search::ofa::{load_specialised, recalibrate_network, specialise};
+    use nasrs::search::ofa_search::at_side;
+
+    let space = tiny();
+    let net = trained_network(3).valid();
+    let device = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let calibration: Vec<Tensor<4>> = (0..3)
+        .map(|_| seeded([8, 1, 8, 8], 0.5, 1.0, &mut rng, &device))
+        .collect();
+    let arch = largest_arch(&space);
+    let at6 = specialise(&net, &arch, 6, &calibration).unwrap();
+    let at8 = specialise(&net, &arch, 8, &calibration).unwrap();
+
+    let by_hand: Vec<Tensor<4>> = calibration
+        .iter()
+        .map(|x| {
+            let resized = nasrs::data::resize_bilinear(&values(x.clone()), 8, 8, 8, 6);
+            Tensor::from_data(TensorData::new(resized, [8, 1, 6, 6]), &device)
+        })
+        .collect();
+    let reference = recalibrate_network(net.extract(&arch).unwrap(), &by_hand);
+    let stem_mean =
+        |n: &nasrs::nn::mobile::MobileNetwork| values(n.stem.conv.bn.running_mean.value());
+    assert_eq!(stem_mean(&at6), stem_mean(&reference));
+    assert_ne!(stem_mean(&at6), stem_mean(&at8));
+
+    let x = seeded([4, 1, 6, 6], 0.0, 1.0, &mut rng, &device);
+    assert_eq!(
+        values(at6.forward(x.clone())),
+        values(reference.forward(x.clone()))
+    );
+    let dir = std::env::temp_dir().join(format!("nasrs-ofa-subnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("subnet.bpk");
+    at6.clone().save_file(&path).unwrap();
+    let loaded = load_specialised(&path, &at_side(&space, 6), &arch, &device).unwrap();
+    assert_eq!(values(at6.forward(x.clone())), values(loaded.forward(x)));
+
+    let other = smallest_arch(&space);
+    let message = load_specialised(&path, &at_side(&space, 6), &other, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("subnet.bpk"), "{message}");
+    let missing = dir.join("absent.bpk");
+    let message = load_specialised(&missing, &at_side(&space, 6), &arch, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("absent.bpk"), "{message}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// In training mode a narrower block normalises with batch statistics and updates the running
@@ -839,11 +908,12 @@ mod progressive_shrinking {
     use nasrs::nn::named_parameters;
     use nasrs::search::Resumable;
     use nasrs::search::ofa::{
-        OfaConfig, OfaEpoch, OfaValidation, Schedule, distillation_loss, train_ofa,
+        OfaConfig, OfaEpoch, OfaValidation, Schedule, check_resolutions, distillation_loss,
+        score_subnet, train_ofa,
     };
     use nasrs::search::ofa_search::{
-        EvolutionConfig, MeasuredSubnet, append_measured, draw_subnets, evolve, measure_subnets,
-        read_measured,
+        EvolutionConfig, MeasuredSubnet, ResolutionTables, Subnet, append_measured, at_side,
+        draw_subnets, encode, evolve, measure_subnets, mutate, read_measured,
     };
     use nasrs::space::mobile::{BlockChoice, MobileSpace};
     use nasrs::train::EvalResult;
@@ -901,14 +971,19 @@ mod progressive_shrinking {
         }
     }
 
-    /// Training stopped after its second epoch (the first with a teacher; the error comes
-    /// after the checkpoint) and resumed ends with the parameters and records of an
-    /// uninterrupted run, through the channel sorting of the width phase that runs after the
-    /// resume. Reference: the uninterrupted run itself, compared bit for bit.
+    /// Training with elastic resolution (batches resized to 6x6 or 8x8) stopped after its
+    /// second epoch (the first with a teacher; the error comes after the checkpoint) and
+    /// resumed ends with the parameters and records of an uninterrupted run, through the
+    /// channel sorting of the width phase that runs after the resume. Reference: the
+    /// uninterrupted run itself, compared bit for bit. The last record's validation scores are
+    /// those of the largest subnet at the largest side and the smallest at the smallest.
     #[test]
     fn an_interrupted_training_resumes_to_the_uninterrupted_network() {
         let device = Device::flex();
-        let config = OfaConfig::new(digits_space(), 4);
+        let config = OfaConfig {
+            resolutions: vec![6, 8],
+            ..OfaConfig::new(digits_space(), 4)
+        };
         let schedule = four_phases();
         let calibration: Vec<Tensor<4>> = loader(0..64, 32, true)
             .epoch()
@@ -946,6 +1021,22 @@ mod progressive_shrinking {
         );
         assert!(records[1].train_kd > 0.0, "{records:?}");
         assert!(records.iter().all(|r| r.largest_accuracy.is_some()));
+        let space = digits_space();
+        let score = |arch: &[BlockChoice], side: usize| {
+            let mut valid = loader(192..320, 64, false);
+            score_subnet(&whole, arch, side, &calibration, &mut valid, &device).unwrap()
+        };
+        let (largest, smallest) = (
+            nasrs::nn::elastic::largest_arch(&space),
+            nasrs::nn::elastic::smallest_arch(&space),
+        );
+        let last = records.last().unwrap();
+        assert_eq!(last.largest_accuracy, Some(score(&largest, 8).accuracy));
+        assert_eq!(last.smallest_accuracy, Some(score(&smallest, 6).accuracy));
+        // The side matters to the score, so the two checks above could not pass at the wrong
+        // one.
+        assert_ne!(score(&largest, 8).loss, score(&largest, 6).loss);
+        assert_ne!(score(&smallest, 6).loss, score(&smallest, 8).loss);
 
         let dir = temp("resume");
         let resumable = |resume| Resumable {
@@ -969,6 +1060,49 @@ mod progressive_shrinking {
         for ((name, _, x), (_, _, y)) in a.iter().zip(&b) {
             assert_eq!(x, y, "{name} differs after resuming");
         }
+    }
+
+    /// Training resizes the batches to the drawn side: one epoch of the full network at side 6
+    /// ends with other weights than at side 8, while side 8 alone (the digits' own) is the
+    /// default configuration bit for bit.
+    #[test]
+    fn training_runs_at_the_configured_sides() {
+        let device = Device::flex();
+        let schedule = Schedule {
+            phases: vec![nasrs::search::ofa::Phase::new(dims(&[]), 1, 0.05)],
+        };
+        let trained = |resolutions: Option<Vec<usize>>| {
+            let mut config = OfaConfig::new(digits_space(), 2);
+            if let Some(r) = resolutions {
+                config.resolutions = r;
+            }
+            let (net, _) = train_ofa(
+                &config,
+                &schedule,
+                &mut loader(0..128, 32, true),
+                None,
+                &device,
+                None,
+                |_: &OfaEpoch| Ok(()),
+            )
+            .unwrap();
+            named_parameters(&net)
+        };
+        let default = trained(None);
+        let at8 = trained(Some(vec![8]));
+        let at6 = trained(Some(vec![6]));
+        for ((name, _, a), (_, _, b)) in default.iter().zip(&at8) {
+            assert_eq!(a, b, "{name}");
+        }
+        let differing = default
+            .iter()
+            .zip(&at6)
+            .filter(|((_, _, a), (_, _, b))| a != b)
+            .count();
+        assert!(
+            differing > 0,
+            "training at side 6 left the weights of side 8"
+        );
     }
 
     /// The distillation term `T^2 x mean KL(softmax(t/T) || softmax(s/T))` is 0 when the
@@ -1010,8 +1144,10 @@ mod progressive_shrinking {
     }
 
     /// A latency table of `space` with fixed latencies in place of timings: 0.05 ms for the
-    /// stem and for the head, `0.01 x kernel x expansion` ms for an inverted residual.
+    /// stem and for the head, `0.01 x kernel x expansion` ms for an inverted residual; all of
+    /// it times `(side / 8)^2` for the space's image side (as compute grows with the pixels).
     fn synthetic_table(space: &MobileSpace) -> LatencyTable {
+        let area = (space.image_size * space.image_size) as f64 / 64.0;
         let timing = |ms: f64| Timing {
             median_ms: ms,
             p10_ms: ms,
@@ -1024,7 +1160,7 @@ mod progressive_shrinking {
             c_out: shape.c_out,
             stride: shape.stride,
             input_size: shape.input_size,
-            timing: timing(ms),
+            timing: timing(ms * area),
         };
         let (stem, head) = fixed_shapes(space);
         let mut entries = vec![
@@ -1074,6 +1210,24 @@ mod progressive_shrinking {
         all
     }
 
+    /// The tables of the tiny space at `sides`, as [`ResolutionTables`].
+    fn synthetic_tables(sides: &[usize]) -> ResolutionTables {
+        let tables = sides
+            .iter()
+            .map(|&side| {
+                let table = synthetic_table(&at_side(&tiny(), side));
+                (format!("synthetic {side}"), table)
+            })
+            .collect();
+        ResolutionTables::new(&tiny(), sides, tables).unwrap()
+    }
+
+    fn sevens(arch: &[BlockChoice]) -> f64 {
+        arch.iter()
+            .filter(|c| matches!(c, BlockChoice::MbConv { kernel: 7, .. }))
+            .count() as f64
+    }
+
     /// With the predicted accuracy a known function (the number of 7x7 blocks), evolution
     /// under each budget finds a subnet whose value is the optimum found by enumerating all
     /// 301 reachable subnets of the tiny space, and stays within the budget. By hand: the stem,
@@ -1084,11 +1238,7 @@ mod progressive_shrinking {
     fn evolution_finds_the_best_subnet_within_the_budget() {
         let space = tiny();
         let table = synthetic_table(&space);
-        let sevens = |arch: &[BlockChoice]| {
-            arch.iter()
-                .filter(|c| matches!(c, BlockChoice::MbConv { kernel: 7, .. }))
-                .count() as f64
-        };
+        let tables = synthetic_tables(&[8]);
         let all = all_subnets(&space);
         assert_eq!(all.len(), 301);
         let config = EvolutionConfig {
@@ -1097,6 +1247,7 @@ mod progressive_shrinking {
             cycles: 2000,
             seed: 1,
         };
+        let predict = |s: &Subnet| sevens(&s.arch);
         for (budget, by_hand) in [(0.5, 1.0), (0.75, 2.0), (0.95, 3.0)] {
             let optimum = all
                 .iter()
@@ -1107,19 +1258,20 @@ mod progressive_shrinking {
             // Three seeds, so that a pass is not one lucky draw.
             for seed in 1..=3 {
                 let config = EvolutionConfig { seed, ..config };
-                let found = evolve(&space, &table, budget, sevens, &config).unwrap();
+                let found = evolve(&space, &[8], &tables, budget, predict, &config).unwrap();
                 assert_eq!(
                     found.predicted_accuracy, optimum,
                     "budget {budget}: {found:?}"
                 );
-                assert_eq!(sevens(&found.arch), optimum);
-                let latency = table.predict(&found.arch).unwrap();
+                assert_eq!(sevens(&found.subnet.arch), optimum);
+                assert_eq!(found.subnet.resolution, 8);
+                let latency = table.predict(&found.subnet.arch).unwrap();
                 assert_eq!(latency, found.predicted_latency_ms);
                 assert!(latency <= budget, "{latency} over {budget}");
-                check_arch(&space, &found.arch).unwrap();
+                check_arch(&space, &found.subnet.arch).unwrap();
             }
         }
-        let message = evolve(&space, &table, 0.2, sevens, &config)
+        let message = evolve(&space, &[8], &tables, 0.2, predict, &config)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1128,14 +1280,198 @@ mod progressive_shrinking {
         );
     }
 
-    /// A measurement killed after three subnets (and in the middle of writing a fourth line)
-    /// resumes measuring only the two it had not, keeps the three earlier results, and leaves
-    /// a file of five complete lines.
+    /// With elastic resolution the search trades image side against architecture. The tables
+    /// at side 6 cost 36/64 of those at side 8, and the predicted accuracy is the number of
+    /// 7x7 blocks plus 0.5 at side 8. By hand, with 0.28 ms of fixed cost and 0.21 ms per k7e3
+    /// at side 8 (0.1575 and 0.118125 ms at side 6): under 0.5 ms side 6 takes 2 sevens
+    /// (0.39375 ms; 3 would be 0.511875) against 1 at side 8 (value 1.5 < 2), so side 6 wins;
+    /// under 0.95 ms side 8 takes all 3 (0.91 ms, value 3.5) against 3 at side 6 (3), so side
+    /// 8 wins. Evolution matches the optimum of all 602 subnets under each budget.
+    #[test]
+    fn evolution_chooses_the_resolution_with_the_architecture() {
+        let space = tiny();
+        let sides = [6, 8];
+        let tables = synthetic_tables(&sides);
+        let value = |s: &Subnet| sevens(&s.arch) + if s.resolution == 8 { 0.5 } else { 0.0 };
+        let all: Vec<Subnet> = all_subnets(&space)
+            .into_iter()
+            .flat_map(|arch| {
+                sides.map(|resolution| Subnet {
+                    arch: arch.clone(),
+                    resolution,
+                })
+            })
+            .collect();
+        assert_eq!(all.len(), 602);
+        let config = EvolutionConfig {
+            population: 20,
+            sample: 5,
+            cycles: 2000,
+            seed: 1,
+        };
+        for (budget, by_hand, side) in [(0.5, 2.0, 6), (0.95, 3.5, 8)] {
+            let best = all
+                .iter()
+                .filter(|s| tables.predict(s).unwrap() <= budget)
+                .max_by(|a, b| value(a).total_cmp(&value(b)))
+                .unwrap();
+            assert_eq!((value(best), best.resolution), (by_hand, side), "{budget}");
+            for seed in 1..=3 {
+                let config = EvolutionConfig { seed, ..config };
+                let found = evolve(&space, &sides, &tables, budget, value, &config).unwrap();
+                assert_eq!(
+                    found.predicted_accuracy, by_hand,
+                    "budget {budget}: {found:?}"
+                );
+                assert_eq!(found.subnet.resolution, side, "budget {budget}: {found:?}");
+                let latency = tables.predict(&found.subnet).unwrap();
+                assert_eq!(latency, found.predicted_latency_ms);
+                assert!(latency <= budget, "{latency} over {budget}");
+            }
+        }
+        // Below the smallest subnet at side 8 (0.28 ms) but above it at side 6 (0.1575 ms):
+        // a subnet still fits, at side 6.
+        let found = evolve(&space, &sides, &tables, 0.2, value, &config).unwrap();
+        assert_eq!(found.subnet.resolution, 6);
+    }
+
+    /// A mutation changes one gene: with two sides, about one mutation in nine (the number of
+    /// genes, below) changes the side and then leaves the architecture alone; the side always
+    /// stays among the given ones. With one side no side gene is drawn: every mutation changes
+    /// the architecture.
+    #[test]
+    fn mutation_changes_the_side_or_the_architecture() {
+        let space = tiny();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+        let start = Subnet {
+            arch: nasrs::nn::elastic::largest_arch(&space),
+            resolution: 8,
+        };
+        let (mut side_changes, mut arch_changes) = (0, 0);
+        for _ in 0..400 {
+            let child = mutate(&space, &[6, 8], &start, &mut rng).unwrap();
+            assert!([6, 8].contains(&child.resolution));
+            match (
+                child.resolution != start.resolution,
+                child.arch != start.arch,
+            ) {
+                (true, false) => side_changes += 1,
+                (false, true) => arch_changes += 1,
+                (false, false) => {}
+                (true, true) => panic!("two genes changed: {child:?}"),
+            }
+            let fixed = mutate(&space, &[8], &start, &mut rng).unwrap();
+            assert_eq!(fixed.resolution, 8);
+            assert_ne!(fixed.arch, start.arch);
+        }
+        // The largest subnet of the tiny space has 2 depth genes, 3 kernel and 3 expansion
+        // genes (blocks 1 to 3; block 0 is fixed) and the side: 1 in 9.
+        assert!((25..=70).contains(&side_changes), "{side_changes}");
+        assert!(arch_changes > 300, "{arch_changes}");
+    }
+
+    /// The predictor's encoding: one indicator per choice of each block, then one per side,
+    /// with exactly one set in each group.
+    #[test]
+    fn encoding_has_one_indicator_per_block_and_for_the_side() {
+        let space = tiny();
+        let subnet = Subnet {
+            arch: nasrs::nn::elastic::smallest_arch(&space),
+            resolution: 6,
+        };
+        let choices: usize = space.blocks().iter().map(|b| b.choices().len()).sum();
+        let x = encode(&space, &[5, 6, 8], &subnet);
+        assert_eq!(x.len(), choices + 3);
+        assert_eq!(&x[choices..], &[0.0, 1.0, 0.0]);
+        assert_eq!(
+            x[..choices].iter().sum::<f32>(),
+            space.blocks().len() as f32
+        );
+    }
+
+    /// Tables are matched to sides by the image size they were measured at, and every mismatch
+    /// is refused naming the table: another space, a side not searched, two tables for one
+    /// side, a side without a table, other measurement settings. Resolution lists that are
+    /// empty, out of order, repeated or out of range are refused too.
+    #[test]
+    fn resolution_tables_and_lists_are_checked() {
+        let space = tiny();
+        let table = |side: usize| synthetic_table(&at_side(&space, side));
+        let named = |side: usize| (format!("t{side}.json"), table(side));
+        let tables = ResolutionTables::new(&space, &[6, 8], vec![named(8), named(6)]).unwrap();
+        let sides: Vec<usize> = tables.tables().iter().map(|t| t.space.image_size).collect();
+        assert_eq!(sides, [6, 8]);
+        let subnet = Subnet {
+            arch: nasrs::nn::elastic::smallest_arch(&space),
+            resolution: 6,
+        };
+        assert_eq!(
+            tables.predict(&subnet).unwrap(),
+            table(6).predict(&subnet.arch).unwrap()
+        );
+
+        let error = |sides: &[usize], given: Vec<(String, LatencyTable)>| {
+            ResolutionTables::new(&space, sides, given)
+                .unwrap_err()
+                .to_string()
+        };
+        let mut other = named(8);
+        other.1.space.classes = 7;
+        let message = error(&[8], vec![other]);
+        assert!(
+            message.contains("t8.json") && message.contains("another space"),
+            "{message}"
+        );
+        let message = error(&[8], vec![named(6), named(8)]);
+        assert!(
+            message.contains("t6.json") && message.contains("not among"),
+            "{message}"
+        );
+        let message = error(&[8], vec![named(8), named(8)]);
+        assert!(message.contains("both for 8x8"), "{message}");
+        let message = error(&[6, 8], vec![named(8)]);
+        assert!(
+            message.contains("no table for 6x6") && message.contains("--image-size 6"),
+            "{message}"
+        );
+        let mut slower = named(6);
+        slower.1.settings.threads = 2;
+        let message = error(&[6, 8], vec![named(8), slower]);
+        assert!(
+            message.contains("t6.json") && message.contains("other settings"),
+            "{message}"
+        );
+
+        check_resolutions(&[6, 8], 8).unwrap();
+        check_resolutions(&[40], 32).unwrap();
+        for (bad, expected) in [
+            (vec![], "at least one"),
+            (vec![0, 8], "found 0"),
+            (vec![8, 33], "found 33"),
+            (vec![8, 6], "8 before 6"),
+            (vec![6, 6], "6 before 6"),
+        ] {
+            let message = check_resolutions(&bad, 8).unwrap_err().to_string();
+            assert!(
+                message.contains("resolutions") && message.contains(expected),
+                "{bad:?}: {message}"
+            );
+        }
+    }
+
+    /// A measurement of subnets at two sides killed after three subnets (and in the middle of
+    /// writing a fourth line) resumes measuring only the two it had not, keeps the three
+    /// earlier results, and leaves a file of five complete lines. A subnet measured at one side
+    /// counts as not measured at the other.
     #[test]
     fn resumed_measurement_skips_measured_subnets() {
         let space = tiny();
-        let archs = draw_subnets(&space, 5, 11);
+        let archs = draw_subnets(&space, &[6, 8], 5, 11);
         assert_eq!(archs.len(), 5);
+        // A longer draw extends this one, so a resumed run may ask for more subnets.
+        assert_eq!(draw_subnets(&space, &[6, 8], 40, 11)[..5], archs[..]);
+        let sides: std::collections::HashSet<usize> = archs.iter().map(|s| s.resolution).collect();
+        assert_eq!(sides.len(), 2, "{archs:?}");
         let dir = temp("measured");
         let path = dir.join("predictor_samples.jsonl");
         let result = |accuracy| EvalResult {
@@ -1173,14 +1509,14 @@ mod progressive_shrinking {
             &archs,
             &done,
             None,
-            |arch| {
-                measured_now.push(space.key(arch));
+            |subnet| {
+                measured_now.push(subnet.key(&space));
                 Ok(result(0.9))
             },
             |m| append_measured(&path, m),
         )
         .unwrap();
-        let expected: Vec<String> = archs[3..].iter().map(|a| space.key(a)).collect();
+        let expected: Vec<String> = archs[3..].iter().map(|s| s.key(&space)).collect();
         assert_eq!(measured_now, expected);
         let accuracies: Vec<f64> = all.iter().map(|m: &MeasuredSubnet| m.accuracy).collect();
         let rounded: Vec<f64> = accuracies
@@ -1189,6 +1525,26 @@ mod progressive_shrinking {
             .collect();
         assert_eq!(rounded, [0.1, 0.2, 0.3, 0.9, 0.9]);
         assert_eq!(read_measured(&path).unwrap(), all);
+
+        let moved = Subnet {
+            arch: archs[0].arch.clone(),
+            resolution: 14 - archs[0].resolution,
+        };
+        let mut again = 0;
+        let both = measure_subnets(
+            &space,
+            &[archs[0].clone(), moved],
+            &all,
+            None,
+            |_| {
+                again += 1;
+                Ok(result(0.5))
+            },
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(again, 1, "only the subnet at the other side is measured");
+        assert_eq!((both[0].accuracy, both[1].accuracy), (all[0].accuracy, 0.5));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,7 +1,8 @@
 //! `nas ofa`: Once-for-All on the inverted-residual space. Trains the elastic network by
 //! progressive shrinking, measures a sample of subnets with its weights, fits an accuracy
-//! predictor, and for every latency budget finds a subnet by regularised evolution under the
-//! latency table's prediction, then measures it (accuracy and latency).
+//! predictor, and for every latency budget finds a subnet (an architecture and an image side)
+//! by regularised evolution under the latency tables' prediction, then measures it (accuracy
+//! and latency).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -16,15 +17,16 @@ use nasrs::report::svg::{Series, line_chart, scatter_chart};
 use nasrs::search::Resumable;
 use nasrs::search::ofa::{
     ElasticInfo, OfaConfig, OfaEpoch, OfaValidation, Schedule, save_elastic, score_subnet,
-    train_ofa,
+    specialise, train_ofa,
 };
 use nasrs::search::ofa_search::{
-    BudgetResult, EvolutionConfig, MeasuredSubnet, PredictorQuality, RIDGE_LAMBDAS, RidgePredictor,
-    append_measured, assess_predictor, draw_subnets, encode, encoded, evolve, measure_subnets,
-    read_measured,
+    BudgetResult, EvolutionConfig, MeasuredSubnet, PredictorQuality, RIDGE_LAMBDAS,
+    ResolutionTables, RidgePredictor, append_measured, assess_predictor, at_side, draw_subnets,
+    encode, encoded, evolve, measure_subnets, read_measured,
 };
 use nasrs::space::mobile::MobileSpace;
-use nasrs::train::tensors::batch_tensors;
+use nasrs::train::evaluate;
+use nasrs::train::tensors::{batch_tensors, resize_images};
 use serde_json::json;
 
 use super::common::{
@@ -65,9 +67,14 @@ pub struct OfaArgs {
     /// Fraction of the training split held out for validating subnets (never trained on).
     #[arg(long, default_value_t = 0.2)]
     valid_portion: f32,
-    /// Latency table of this space from `nas latency-table` (the search's constraint).
-    #[arg(long)]
-    latency_table: PathBuf,
+    /// Image sides of elastic resolution, comma-separated (each batch is resized to one drawn
+    /// uniformly, and the search picks one per subnet); default: the dataset's own side only.
+    #[arg(long, value_delimiter = ',')]
+    resolutions: Vec<usize>,
+    /// Latency table of this space from `nas latency-table` (the search's constraint); one per
+    /// resolution (`--image-size` of the table), the flag repeated.
+    #[arg(long, required = true)]
+    latency_table: Vec<PathBuf>,
     /// Latency budgets in milliseconds, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "2.0,2.5,3.0")]
     budgets: Vec<f64>,
@@ -106,18 +113,21 @@ const RUN_FILES: &[&str] = &[
     "summary.md",
 ];
 
+/// What the search (after training and measuring) writes; a resumed run rewrites it.
+const SEARCH_FILES: &[&str] = &["result.json", "budgets.svg", "summary.md"];
+
 /// The settings (as `config.json` paths) a resumed run must share with the run it continues,
-/// besides the training settings its checkpoint compares.
+/// besides the training settings its checkpoint compares. The search's own settings (budgets,
+/// population, cycles) are free: a finished run resumed with other budgets specialises the
+/// trained network to them without training or measuring anything again. So is the number of
+/// predictor samples: their draw is the same sequence whatever the count, so a larger count
+/// measures only the subnets added at its end.
 const RESUMED_FIELDS: &[&str] = &[
     "/data",
     "/batch_size",
     "/valid_portion",
-    "/predictor_samples",
     "/calibration_batches",
-    "/latency_table_measured_at",
-    "/budgets_ms",
-    "/population",
-    "/cycles",
+    "/latency_tables_measured_at",
 ];
 
 pub fn run(args: OfaArgs) -> anyhow::Result<()> {
@@ -148,22 +158,30 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         );
     }
     let space = MobileSpace::cifar(train.channels, train.height, train.num_classes);
-    let table = LatencyTable::load(&args.latency_table)?;
-    if table.space != space {
-        anyhow::bail!(
-            "invalid setting `latency_table`: {} was measured for another space than this \
-             dataset's ({} channels, {} pixels, {} classes); measure one with `nas \
-             latency-table --dataset {}`",
-            args.latency_table.display(),
+    let resolutions = if args.resolutions.is_empty() {
+        vec![space.image_size]
+    } else {
+        args.resolutions.clone()
+    };
+    nasrs::search::ofa::check_resolutions(&resolutions, space.image_size)?;
+    let loaded = args
+        .latency_table
+        .iter()
+        .map(|path| Ok((path.display().to_string(), LatencyTable::load(path)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tables = ResolutionTables::new(&space, &resolutions, loaded).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; for {} measure one table per side with `nas latency-table --in-channels {} \
+             --classes {} --image-size SIDE --output DIR`",
+            args.data.dataset,
             space.in_channels,
-            space.image_size,
             space.classes,
-            args.data.dataset
-        );
-    }
+        )
+    })?;
     let config = OfaConfig {
         kd_weight: args.kd_weight,
         temperature: args.temperature,
+        resolutions: resolutions.clone(),
         ..OfaConfig::new(space.clone(), args.seed)
     };
     config.check(&schedule)?;
@@ -188,9 +206,17 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         "valid_portion": args.valid_portion,
         "predictor_samples": args.predictor_samples,
         "calibration_batches": args.calibration_batches,
-        "latency_table_file": args.latency_table.display().to_string(),
-        "latency_table_measured_at": table.measured_at,
-        "latency_table": table.settings,
+        "latency_table_files": args
+            .latency_table
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>(),
+        "latency_tables_measured_at": tables
+            .tables()
+            .iter()
+            .map(|t| t.measured_at)
+            .collect::<Vec<_>>(),
+        "latency_table": tables.settings(),
         "budgets_ms": args.budgets,
         "population": args.population,
         "cycles": args.cycles,
@@ -206,6 +232,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         for name in RUN_FILES {
             out.remove(name)?;
         }
+        remove_subnet_files(&out)?;
     }
     let resume = args.resume && checkpoint.exists();
     if args.resume && !resume {
@@ -278,6 +305,16 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
             Ok(())
         },
     )?;
+    if resume {
+        // The checkpoint accepted the training settings and the checks above the rest; what
+        // differs (budgets, population, cycles, predictor samples) belongs to this run, whose
+        // search replaces the earlier one's outputs.
+        out.write_json("config.json", &described)?;
+        for name in SEARCH_FILES {
+            out.remove(name)?;
+        }
+        remove_subnet_files(&out)?;
+    }
     // A kill between a checkpoint and its record can lose a line; the records are complete.
     out.remove("epochs.jsonl")?;
     for record in &records {
@@ -308,18 +345,32 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
             "skipping the subnets measured before"
         );
     }
-    let archs = draw_subnets(&space, args.predictor_samples, stream_seed(args.seed, 6));
+    let subnets = draw_subnets(
+        &space,
+        &resolutions,
+        args.predictor_samples,
+        stream_seed(args.seed, 6),
+    );
     let measured = measure_subnets(
         &space,
-        &archs,
+        &subnets,
         &done,
-        Some(&table),
-        |arch| score_subnet(&network, arch, &calibration, &mut valid, &plain),
+        Some(&tables),
+        |subnet| {
+            score_subnet(
+                &network,
+                &subnet.arch,
+                subnet.resolution,
+                &calibration,
+                &mut valid,
+                &plain,
+            )
+        },
         |m| append_measured(&samples_path, m),
     )?;
 
     tracing::info!("stage 3: fitting the accuracy predictor");
-    let quality = assess_predictor(&space, &measured, 0.2)?;
+    let quality = assess_predictor(&space, &resolutions, &measured, 0.2)?;
     tracing::info!(
         kendall_tau = quality.kendall_tau.map(|t| format!("{t:.3}")),
         rmse = format!("{:.4}", quality.rmse),
@@ -327,7 +378,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         "predictor on held-out subnets"
     );
     // The search uses the predictor refitted to every measured subnet.
-    let (xs, ys) = encoded(&space, &measured)?;
+    let (xs, ys) = encoded(&space, &resolutions, &measured)?;
     let predictor = RidgePredictor::fit(&xs, &ys, &RIDGE_LAMBDAS)?;
 
     tracing::info!(budgets = ?args.budgets, "stage 4: evolutionary search per budget");
@@ -338,7 +389,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
     // Found subnets are timed with the table's thread count, in a pool of their own, so the
     // measured latency compares with the predicted one whatever --threads trained with.
     let timing_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(table.settings.threads)
+        .num_threads(tables.settings().threads)
         .build()
         .map_err(|e| anyhow::anyhow!("cannot build a pool of the table's threads: {e}"))?;
     let mut test = eval_loader(
@@ -357,9 +408,10 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         };
         let found = match evolve(
             &space,
-            &table,
+            &resolutions,
+            &tables,
             budget_ms,
-            |arch| predictor.predict(&encode(&space, arch)),
+            |subnet| predictor.predict(&encode(&space, &resolutions, subnet)),
             &evolution,
         ) {
             Ok(found) => found,
@@ -368,22 +420,35 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let key = space.key(&found.arch);
-        let measured_valid = score_subnet(&network, &found.arch, &calibration, &mut valid, &plain)?;
-        let measured_test = score_subnet(&network, &found.arch, &calibration, &mut test, &plain)?;
+        let (arch, side) = (&found.subnet.arch, found.subnet.resolution);
+        let specialised = specialise(&network, arch, side, &calibration)?;
+        let score = |loader: &mut BatchLoader| {
+            evaluate(loader, &plain, |x| {
+                specialised.forward(resize_images(x, side))
+            })
+        };
+        let measured_valid = score(&mut valid);
+        let measured_test = score(&mut test);
+        let weights = format!("subnet-{budget_ms}ms.bpk");
+        let weights_path = out.path(&weights);
+        specialised.save_file(&weights_path).map_err(|e| {
+            anyhow::anyhow!("{}: cannot save weights: {e:?}", weights_path.display())
+        })?;
+        let sized = at_side(&space, side);
         let timing = timing_pool.install(|| {
             measure_network(
-                &space,
-                &found.arch,
-                table.settings.batch_size,
+                &sized,
+                arch,
+                tables.settings().batch_size,
                 protocol,
                 &device,
             )
         })?;
-        let cost = nasrs::cost::mobile_network(&space, &found.arch)?;
+        let cost = nasrs::cost::mobile_network(&sized, arch)?;
         let result = BudgetResult {
             budget_ms,
-            key,
+            key: space.key(arch),
+            resolution: side,
             predicted_accuracy: found.predicted_accuracy,
             measured_accuracy: measured_valid.accuracy,
             test_accuracy: measured_test.accuracy,
@@ -392,10 +457,12 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
             params: cost.params,
             macs: cost.macs,
             scored: found.scored,
+            weights,
         };
         tracing::info!(
             budget_ms,
             arch = %result.key,
+            resolution = side,
             predicted_acc = format!("{:.4}", result.predicted_accuracy),
             measured_acc = format!("{:.4}", result.measured_accuracy),
             predicted_ms = format!("{:.3}", result.predicted_latency_ms),
@@ -408,7 +475,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         "result.json",
         &json!({
             "predictor": {
-                "kind": "ridge regression on one-hot block choices",
+                "kind": "ridge regression on one-hot block choices and image side",
                 "lambda": predictor.lambda,
                 "held_out_quality": quality,
             },
@@ -416,9 +483,24 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         }),
     )?;
     write_budget_chart(&out, &measured, &results)?;
-    let md = summary(&args, &schedule, &records, &quality, &results, &table);
+    let md = summary(
+        &args, &config, &schedule, &records, &quality, &results, &tables,
+    );
     out.write_text("summary.md", &md)?;
     println!("{md}");
+    Ok(())
+}
+
+/// Removes the specialised subnets (`subnet-*.bpk`) of an earlier run.
+fn remove_subnet_files(out: &OutputDir) -> anyhow::Result<()> {
+    let listing = std::fs::read_dir(out.root())
+        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.root().display()))?;
+    for entry in listing.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("subnet-") && name.ends_with(".bpk") {
+            out.remove(&name)?;
+        }
+    }
     Ok(())
 }
 
@@ -460,6 +542,15 @@ fn check_args(args: &OfaArgs) -> anyhow::Result<()> {
             "invalid setting `budgets`: expected positive milliseconds separated by commas, \
              found {:?}",
             args.budgets
+        );
+    }
+    let mut sorted = args.budgets.clone();
+    sorted.sort_by(f64::total_cmp);
+    if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!(
+            "invalid setting `budgets`: {} ms is given twice; each budget gets one subnet and \
+             one file",
+            pair[0]
         );
     }
     if args.population == 0 {
@@ -549,11 +640,12 @@ fn write_budget_chart(
 
 fn summary(
     args: &OfaArgs,
+    config: &OfaConfig,
     schedule: &Schedule,
     records: &[OfaEpoch],
     quality: &PredictorQuality,
     results: &[BudgetResult],
-    table: &LatencyTable,
+    tables: &ResolutionTables,
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Once-for-All\n");
@@ -575,12 +667,27 @@ fn summary(
         "- distillation from the full network: weight {}, temperature {}",
         args.kd_weight, args.temperature
     );
+    let sides: Vec<String> = config
+        .resolutions
+        .iter()
+        .map(|r| format!("{r}x{r}"))
+        .collect();
+    let _ = writeln!(
+        md,
+        "- image sides (one drawn per batch, one chosen per subnet): {}",
+        sides.join(", ")
+    );
     if let Some(last) = records.last() {
+        let (small, big) = (
+            config.resolutions[0],
+            config.resolutions[config.resolutions.len() - 1],
+        );
         let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
         let _ = writeln!(
             md,
-            "- after training: largest subnet {}, smallest subnet {} on the held-out part \
-             (batch norm recalibrated on {} training batches)",
+            "- after training: largest subnet at {big}x{big}: {}, smallest subnet at \
+             {small}x{small}: {} on the held-out part (batch norm recalibrated on {} training \
+             batches)",
             pct(last.largest_accuracy),
             pct(last.smallest_accuracy),
             args.calibration_batches
@@ -603,26 +710,32 @@ fn summary(
             .map_or("undefined".to_string(), |t| format!("{t:.3}")),
         quality.rmse
     );
+    let files: Vec<String> = args
+        .latency_table
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let _ = writeln!(
         md,
-        "- latency table {} ({} threads, batch {}); measured latency is the median of 30 runs \
-         here with the table's thread count\n",
-        args.latency_table.display(),
-        table.settings.threads,
-        table.settings.batch_size
+        "- latency tables {} ({} threads, batch {}); measured latency is the median of 30 runs \
+         here with the tables' thread count\n",
+        files.join(", "),
+        tables.settings().threads,
+        tables.settings().batch_size
     );
     let _ = writeln!(
         md,
-        "| budget (ms) | subnet | predicted acc | measured acc | test acc | predicted ms | \
-         measured ms | params | MMACs |"
+        "| budget (ms) | subnet | side | predicted acc | measured acc | test acc | predicted ms \
+         | measured ms | params | MMACs |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(
             md,
-            "| {} | `{}` | {:.2}% | {:.2}% | {:.2}% | {:.3} | {:.3} | {} | {:.2} |",
+            "| {} | `{}` | {} | {:.2}% | {:.2}% | {:.2}% | {:.3} | {:.3} | {} | {:.2} |",
             r.budget_ms,
             r.key,
+            r.resolution,
             100.0 * r.predicted_accuracy,
             100.0 * r.measured_accuracy,
             100.0 * r.test_accuracy,

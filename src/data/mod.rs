@@ -17,6 +17,7 @@ mod idx;
 mod kind;
 mod loader;
 mod normalize;
+mod resize;
 mod source;
 mod split;
 
@@ -30,6 +31,7 @@ pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_idx, read_idx_images, rea
 pub use kind::DatasetKind;
 pub use loader::{Batch, BatchLoader, LoaderState};
 pub use normalize::Normalization;
+pub use resize::resize_bilinear;
 pub use split::{split_indices, subset_indices};
 
 use crate::error::{NasError, Result};

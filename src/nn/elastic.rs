@@ -468,6 +468,20 @@ pub fn sample_arch(
     arch
 }
 
+/// An image side drawn uniformly from `resolutions` (elastic resolution); the only side, with
+/// nothing drawn, when there is one, so that a run without elastic resolution reads the stream
+/// as before.
+///
+/// # Panics
+/// When `resolutions` is empty (see [`crate::search::ofa::check_resolutions`]).
+pub fn sample_resolution(resolutions: &[usize], rng: &mut ChaCha8Rng) -> usize {
+    match resolutions {
+        [] => panic!("sample_resolution: no image side to draw from"),
+        [one] => *one,
+        several => several[rng.random_range(0..several.len())],
+    }
+}
+
 /// An elastic inverted residual: the widest expansion and the largest kernel of the block, plus
 /// the kernel transforms; any of the block's choices runs on a part of these weights.
 #[derive(Module, Debug)]

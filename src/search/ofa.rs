@@ -24,9 +24,10 @@
 //! [`train_ofa`] runs a schedule: the full network first, then subnets sampled along the
 //! phase's dimensions, distilled from the full network ([`distillation_loss`]).
 //!
-//! TODO: elastic input resolution. The paper also samples the image side per batch and
-//! searches it; here every subnet trains and runs at the dataset's image size, and the latency
-//! tables are measured at that size only.
+//! Elastic resolution is not a phase: as in the paper, every batch of every phase (the full
+//! network's included) is resized to a side drawn uniformly from [`OfaConfig::resolutions`],
+//! and the teacher sees the same resized batch. A subnet is then an architecture plus the side
+//! it runs at; its batch norm is recalibrated on calibration batches of that side.
 
 use std::path::Path;
 use std::time::Instant;
@@ -44,13 +45,14 @@ use crate::data::{BatchLoader, LoaderState};
 use crate::nn::ParamInit;
 use crate::nn::batch_norm::BatchNorm2d;
 use crate::nn::elastic::{
-    ElasticDim, ElasticDims, ElasticNetwork, largest_arch, sample_arch, smallest_arch,
+    ElasticDim, ElasticDims, ElasticNetwork, largest_arch, sample_arch, sample_resolution,
+    smallest_arch,
 };
 use crate::nn::mobile::{BlockOp, MobileNetwork};
 use crate::search::Resumable;
 use crate::space::mobile::{BlockChoice, MobileSpace};
 use crate::train::clip::clip_global_norm;
-use crate::train::tensors::batch_tensors;
+use crate::train::tensors::{batch_tensors, resize_images};
 use crate::train::{EvalResult, correct_count, cosine_at, cross_entropy, evaluate};
 use crate::{NasError, Result};
 
@@ -360,6 +362,9 @@ pub struct OfaConfig {
     pub kd_weight: f64,
     /// Softmax temperature `T` of the distillation term.
     pub temperature: f64,
+    /// Image sides the batches are resized to, one drawn uniformly per batch (elastic
+    /// resolution), in ascending order; the dataset's own side alone turns it off.
+    pub resolutions: Vec<usize>,
     /// Seed of initialisation and subnet sampling (the loaders carry their own streams).
     pub seed: u64,
 }
@@ -367,9 +372,11 @@ pub struct OfaConfig {
 impl OfaConfig {
     /// The settings used when nothing else is asked for: SGD with momentum 0.9, weight decay
     /// 4e-5 (the MobileNet family's), clip 5, distillation weight 1 at temperature 1 (the
-    /// paper's code distils with a weight of 1 on the plain softened outputs).
+    /// paper's code distils with a weight of 1 on the plain softened outputs), and the
+    /// space's own image side as the only resolution.
     pub fn new(space: MobileSpace, seed: u64) -> Self {
         OfaConfig {
+            resolutions: vec![space.image_size],
             space,
             lr_min: 0.0,
             momentum: 0.9,
@@ -381,13 +388,15 @@ impl OfaConfig {
         }
     }
 
-    /// Rejects impossible settings, and a `lr_min` above a phase's starting rate.
+    /// Rejects impossible settings, a `lr_min` above a phase's starting rate, and resolutions
+    /// that are missing, not strictly ascending, or outside `1..=4 x` the space's image side.
     ///
     /// # Errors
     /// [`NasError::Config`] naming the field.
     pub fn check(&self, schedule: &Schedule) -> Result<()> {
         self.space.check()?;
         schedule.check()?;
+        check_resolutions(&self.resolutions, self.space.image_size)?;
         let least = schedule
             .phases
             .iter()
@@ -437,6 +446,37 @@ impl OfaConfig {
     }
 }
 
+/// Rejects a list of resolutions that is empty, not strictly ascending, or holds a side
+/// outside `1..=4 x image_size` (larger sides only add cost to images of `image_size`).
+///
+/// # Errors
+/// [`NasError::Config`] on `resolutions` naming the value at fault.
+pub fn check_resolutions(resolutions: &[usize], image_size: usize) -> Result<()> {
+    if resolutions.is_empty() {
+        return Err(NasError::config(
+            "resolutions",
+            format!("at least one image side is needed (the images' own is {image_size})"),
+        ));
+    }
+    let most = 4 * image_size;
+    if let Some(&bad) = resolutions.iter().find(|&&r| r == 0 || r > most) {
+        return Err(NasError::config(
+            "resolutions",
+            format!("every side must be in 1..={most} (4x the images' {image_size}), found {bad}"),
+        ));
+    }
+    if let Some(pair) = resolutions.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(NasError::config(
+            "resolutions",
+            format!(
+                "sides must be distinct and ascending, found {} before {} in {resolutions:?}",
+                pair[0], pair[1]
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// One epoch of progressive shrinking.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OfaEpoch {
@@ -461,11 +501,12 @@ pub struct OfaEpoch {
     pub train_kd: f64,
     /// Training accuracy of the sampled subnets (augmented batches).
     pub train_accuracy: f64,
-    /// Validation accuracy of the largest subnet, batch norm recalibrated (with a validation
-    /// set only).
+    /// Validation accuracy of the largest subnet at the largest resolution, batch norm
+    /// recalibrated (with a validation set only).
     pub largest_accuracy: Option<f64>,
-    /// Validation accuracy of the smallest subnet of the space ([`smallest_arch`]), batch norm
-    /// recalibrated; the same subnet in every phase, so that the curve compares.
+    /// Validation accuracy of the smallest subnet of the space ([`smallest_arch`]) at the
+    /// smallest resolution, batch norm recalibrated; the same subnet in every phase, so that
+    /// the curve compares.
     pub smallest_accuracy: Option<f64>,
     /// Wall time of the epoch (validation included).
     pub seconds: f64,
@@ -570,22 +611,73 @@ pub fn recalibrate_network(net: MobileNetwork, batches: &[Tensor<4>]) -> MobileN
     })
 }
 
-/// Accuracy and loss on `valid` of the subnet `arch` of `network`: extracted as a standalone
-/// network ([`ElasticNetwork::extract`]), its batch norm recalibrated on `calibration`
-/// ([`recalibrate_network`]), evaluated on the plain `device`.
+/// The standalone network of the subnet `arch` of `network` for images of side `side`, ready
+/// to deploy: extracted with copied weights ([`ElasticNetwork::extract`]), its batch norm
+/// recalibrated on `calibration` resized to `side` ([`recalibrate_network`]), in evaluation
+/// mode on the plain device of `network`. Its inputs must be resized to `side` too
+/// ([`resize_images`]).
+///
+/// # Errors
+/// As [`ElasticNetwork::extract`].
+pub fn specialise(
+    network: &ElasticNetwork,
+    arch: &[BlockChoice],
+    side: usize,
+    calibration: &[Tensor<4>],
+) -> Result<MobileNetwork> {
+    let resized: Vec<Tensor<4>> = calibration
+        .iter()
+        .map(|x| resize_images(x.clone(), side))
+        .collect();
+    Ok(recalibrate_network(
+        network.valid().extract(arch)?,
+        &resized,
+    ))
+}
+
+/// Accuracy and loss on `valid` of the subnet `arch` of `network` at image side `side`: the
+/// network of [`specialise`] evaluated on the plain `device` with every image resized to
+/// `side` ([`resize_images`]).
 ///
 /// # Errors
 /// As [`ElasticNetwork::extract`].
 pub fn score_subnet(
     network: &ElasticNetwork,
     arch: &[BlockChoice],
+    side: usize,
     calibration: &[Tensor<4>],
     valid: &mut BatchLoader,
     device: &Device,
 ) -> Result<EvalResult> {
     let plain = device.clone().without_autodiff();
-    let subnet = recalibrate_network(network.valid().extract(arch)?, calibration);
-    Ok(evaluate(valid, &plain, |x| subnet.forward(x)))
+    let subnet = specialise(network, arch, side, calibration)?;
+    Ok(evaluate(valid, &plain, |x| {
+        subnet.forward(resize_images(x, side))
+    }))
+}
+
+/// Loads a specialised subnet saved (with burn's `save_file`) from the network of
+/// [`specialise`]: the standalone network of `arch` in `space`, on the plain `device`, in
+/// evaluation mode. The weights do not depend on the image side, so nothing here knows it:
+/// resize inputs to the side the subnet was specialised for ([`resize_images`]).
+///
+/// # Errors
+/// [`NasError::Config`] when `arch` is not a subnet of `space`; [`NasError::Format`] naming
+/// the file when it is missing or holds weights of other shapes.
+pub fn load_specialised(
+    path: &Path,
+    space: &MobileSpace,
+    arch: &[BlockChoice],
+    device: &Device,
+) -> Result<MobileNetwork> {
+    crate::nn::elastic::check_arch(space, arch)?;
+    let plain = device.clone().without_autodiff();
+    let network = MobileNetwork::new(space, arch, &mut ParamInit::new(0, &plain))
+        .try_load_file(path)
+        .map_err(|e| NasError::format(path, format!("cannot load the subnet: {e:?}")))?
+        .valid();
+    crate::nn::read_into_memory(&network);
+    Ok(network)
 }
 
 /// A copy of `network` on the plain device, in evaluation mode, whose batch-norm running
@@ -659,12 +751,15 @@ fn phase_of(schedule: &Schedule, epoch: usize) -> (usize, usize) {
 /// its learning rate per batch from the phase's `lr` to `config.lr_min` (cosine). Each batch
 /// of a later phase trains one subnet drawn by [`sample_arch`] along the phase's dimensions,
 /// with the loss `CE + kd_weight x T^2 x KL(softmax(teacher / T) || softmax(student / T))`
-/// ([`distillation_loss`]).
+/// ([`distillation_loss`]). Every batch of every phase is first resized to a side drawn
+/// uniformly from `config.resolutions` ([`sample_resolution`]; student and teacher see the same
+/// images), which leaves it as it is when the only side is the images' own.
 ///
-/// After every epoch: with `validation`, the largest and the smallest subnet are scored
-/// ([`score_subnet`]: extracted, batch norm recalibrated, evaluated); with `resumable`, a
-/// checkpoint (student, teacher, optimiser, sampler, loader position, records) is written, and
-/// a resumed run ends exactly as an uninterrupted one; then `on_epoch` hears the record.
+/// After every epoch: with `validation`, the largest subnet at the largest side and the
+/// smallest at the smallest side are scored ([`score_subnet`]: extracted, batch norm
+/// recalibrated, evaluated); with `resumable`, a checkpoint (student, teacher, optimiser,
+/// sampler, loader position, records) is written, and a resumed run ends exactly as an
+/// uninterrupted one; then `on_epoch` hears the record.
 /// Returns the trained network (on the autodiff device) and the records of all epochs.
 ///
 /// # Errors
@@ -721,6 +816,10 @@ pub fn train_ofa(
 
     let largest = largest_arch(&config.space);
     let smallest = smallest_arch(&config.space);
+    let (smallest_side, largest_side) = (
+        config.resolutions[0],
+        config.resolutions[config.resolutions.len() - 1],
+    );
     let steps = train.batches_per_epoch();
     for epoch in start..settings.epochs {
         let (p, phase_epoch) = phase_of(schedule, epoch);
@@ -751,6 +850,7 @@ pub fn train_ofa(
             // Drawn in every phase (the full network's included), so that the sampler's stream
             // does not depend on where a phase starts.
             let arch = sample_arch(&config.space, &phase.dims, &mut rng);
+            let batch = batch.resized(sample_resolution(&config.resolutions, &mut rng));
             let (x, y) = batch_tensors(&batch, &ad);
             // [n, classes] from the frozen teacher on the plain device, brought over as data:
             // no gradient reaches the teacher.
@@ -798,13 +898,13 @@ pub fn train_ofa(
 
         let (mut largest_accuracy, mut smallest_accuracy) = (None, None);
         if let Some(v) = validation.as_mut() {
-            let mut score = |arch: &[BlockChoice]| -> Result<f64> {
-                let result = score_subnet(&model, arch, v.calibration, v.valid, &plain)?;
+            let mut score = |arch: &[BlockChoice], side: usize| -> Result<f64> {
+                let result = score_subnet(&model, arch, side, v.calibration, v.valid, &plain)?;
                 result.ensure_finite("validation", epoch + 1)?;
                 Ok(result.accuracy)
             };
-            largest_accuracy = Some(score(&largest)?);
-            smallest_accuracy = Some(score(&smallest)?);
+            largest_accuracy = Some(score(&largest, largest_side)?);
+            smallest_accuracy = Some(score(&smallest, smallest_side)?);
         }
         let denominator = images.max(1) as f64;
         let record = OfaEpoch {

@@ -4,10 +4,13 @@
 //! the candidates and a latency table rejects those over the budget; the winners are then
 //! measured for real (accuracy with recalibrated batch norm, latency of the whole network).
 //!
+//! A subnet is an architecture and the image side it runs at ([`Subnet`]); its latency comes
+//! from the table measured for that side ([`ResolutionTables`]).
+//!
 //! The predictor is ridge regression on a one-hot encoding of the subnet (one indicator per
-//! block and choice). The paper uses a small MLP over a similar encoding fitted to 16,000
-//! measured subnets; with the few dozen subnets a CPU budget can measure, a linear model with a
-//! penalty chosen by leave-one-out error overfits less.
+//! block and choice, and one per resolution). The paper uses a small MLP over a similar
+//! encoding fitted to 16,000 measured subnets; with the few hundred subnets a CPU budget can
+//! measure, a linear model with a penalty chosen by leave-one-out error overfits less.
 //!
 //! The search is regularised (aging) evolution (Real et al. 2019, "Regularized Evolution for
 //! Image Classifier Architecture Search"): tournament selection, one mutation per child, the
@@ -22,21 +25,39 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::latency::LatencyTable;
+use crate::latency::{LatencySettings, LatencyTable};
 use crate::multi::rank::kendall_tau;
 use crate::nn::elastic::{
-    ElasticArch, ElasticDims, block_expands, block_kernels, min_depths, sample_arch, smallest_arch,
-    stage_ranges,
+    ElasticArch, ElasticDims, block_expands, block_kernels, min_depths, sample_arch,
+    sample_resolution, smallest_arch, stage_ranges,
 };
 use crate::space::mobile::{BlockChoice, MobileSpace};
 use crate::train::EvalResult;
 use crate::{NasError, Result};
 
-/// The one-hot encoding of `arch`: for every block, one indicator per choice of
-/// [`crate::space::mobile::BlockShape::choices`] (skip included), concatenated in block order.
-pub fn encode(space: &MobileSpace, arch: &[BlockChoice]) -> Vec<f32> {
+/// A subnet of a Once-for-All network: an architecture of the space and the image side it
+/// runs at.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Subnet {
+    /// One choice per block ([`crate::nn::elastic::check_arch`] holds).
+    pub arch: Vec<BlockChoice>,
+    /// The side images are resized to.
+    pub resolution: usize,
+}
+
+impl Subnet {
+    /// `arch@side`, the architecture's [`MobileSpace::key`] and the side.
+    pub fn key(&self, space: &MobileSpace) -> String {
+        format!("{}@{}", space.key(&self.arch), self.resolution)
+    }
+}
+
+/// The one-hot encoding of `subnet`: for every block, one indicator per choice of
+/// [`crate::space::mobile::BlockShape::choices`] (skip included), concatenated in block order,
+/// then one indicator per side of `resolutions`.
+pub fn encode(space: &MobileSpace, resolutions: &[usize], subnet: &Subnet) -> Vec<f32> {
     let mut x = Vec::new();
-    for (shape, choice) in space.blocks().iter().zip(arch) {
+    for (shape, choice) in space.blocks().iter().zip(&subnet.arch) {
         x.extend(
             shape
                 .choices()
@@ -44,20 +65,39 @@ pub fn encode(space: &MobileSpace, arch: &[BlockChoice]) -> Vec<f32> {
                 .map(|c| if c == choice { 1.0 } else { 0.0 }),
         );
     }
+    x.extend(
+        resolutions
+            .iter()
+            .map(|&r| if r == subnet.resolution { 1.0 } else { 0.0 }),
+    );
     x
 }
 
-/// `count` distinct subnets drawn with every dimension elastic ([`sample_arch`]) from `seed`,
-/// fewer when the space has fewer (the draw stops after `100 x count` repeats).
-pub fn draw_subnets(space: &MobileSpace, count: usize, seed: u64) -> Vec<Vec<BlockChoice>> {
+/// `count` distinct subnets drawn with every dimension elastic ([`sample_arch`], then a side of
+/// `resolutions` uniformly) from `seed`, fewer when the space has fewer (the draw stops after
+/// `100 x count` repeats; none without resolutions). A larger `count` extends the same
+/// sequence: the first `count` subnets of a longer draw are this draw.
+pub fn draw_subnets(
+    space: &MobileSpace,
+    resolutions: &[usize],
+    count: usize,
+    seed: u64,
+) -> Vec<Subnet> {
+    if resolutions.is_empty() {
+        return Vec::new();
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seen = HashSet::new();
     let mut drawn = Vec::with_capacity(count);
     let mut repeats = 0;
     while drawn.len() < count && repeats < 100 * count.max(1) {
         let arch = sample_arch(space, &ElasticDims::ALL, &mut rng);
-        if seen.insert(space.key(&arch)) {
-            drawn.push(arch);
+        let subnet = Subnet {
+            arch,
+            resolution: sample_resolution(resolutions, &mut rng),
+        };
+        if seen.insert(subnet.clone()) {
+            drawn.push(subnet);
         } else {
             repeats += 1;
         }
@@ -65,11 +105,124 @@ pub fn draw_subnets(space: &MobileSpace, count: usize, seed: u64) -> Vec<Vec<Blo
     drawn
 }
 
+/// One latency table per image side: the latency of a subnet at side `r` is the prediction of
+/// the table measured for the space at image size `r`, since every layer's cost depends on the
+/// size of its input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolutionTables {
+    /// Ascending by the side of their space.
+    tables: Vec<LatencyTable>,
+}
+
+impl ResolutionTables {
+    /// Pairs every side of `resolutions` with the one table of `tables` measured for `space`
+    /// at that image size. Each table comes with where it was read from, for the messages.
+    ///
+    /// # Errors
+    /// As [`crate::search::ofa::check_resolutions`] for `resolutions`; [`NasError::Config`] on
+    /// `latency_table` naming the table at fault: a table of another space than `space` at
+    /// some image size, a table whose side is not among `resolutions`, two tables for one
+    /// side, a side without a table, or tables measured under different settings (device,
+    /// processor, threads, batch size), which would not compare.
+    pub fn new(
+        space: &MobileSpace,
+        resolutions: &[usize],
+        tables: Vec<(String, LatencyTable)>,
+    ) -> Result<Self> {
+        crate::search::ofa::check_resolutions(resolutions, space.image_size)?;
+        let error = |message: String| NasError::config("latency_table", message);
+        let mut by_side: Vec<(usize, String, LatencyTable)> = Vec::new();
+        for (origin, table) in tables {
+            let side = table.space.image_size;
+            if table.space != at_side(space, side) {
+                return Err(error(format!(
+                    "{origin} was measured for another space (channels, stages, widths or \
+                     classes differ from this dataset's at any image size)"
+                )));
+            }
+            if !resolutions.contains(&side) {
+                return Err(error(format!(
+                    "{origin} is for {side}x{side} images, which is not among the resolutions \
+                     {resolutions:?}"
+                )));
+            }
+            if let Some((_, first, _)) = by_side.iter().find(|(s, _, _)| *s == side) {
+                return Err(error(format!(
+                    "{origin} and {first} are both for {side}x{side} images: give one table per \
+                     resolution"
+                )));
+            }
+            if let Some((_, first, other)) = by_side.first()
+                && other.settings != table.settings
+            {
+                return Err(error(format!(
+                    "{origin} was measured under other settings than {first} ({:?} against \
+                     {:?}): the latencies of different resolutions would not compare",
+                    table.settings, other.settings
+                )));
+            }
+            by_side.push((side, origin, table));
+        }
+        if let Some(&missing) = resolutions
+            .iter()
+            .find(|&&r| !by_side.iter().any(|(s, _, _)| *s == r))
+        {
+            return Err(error(format!(
+                "no table for {missing}x{missing} images: every resolution needs a table \
+                 measured at its image size (`--image-size {missing}`)"
+            )));
+        }
+        by_side.sort_by_key(|(side, _, _)| *side);
+        Ok(ResolutionTables {
+            tables: by_side.into_iter().map(|(_, _, t)| t).collect(),
+        })
+    }
+
+    /// The tables, ascending by image side.
+    pub fn tables(&self) -> &[LatencyTable] {
+        &self.tables
+    }
+
+    /// The settings every table was measured under.
+    pub fn settings(&self) -> &LatencySettings {
+        &self.tables[0].settings
+    }
+
+    /// The table of image side `side`, if there is one.
+    pub fn table(&self, side: usize) -> Option<&LatencyTable> {
+        self.tables.iter().find(|t| t.space.image_size == side)
+    }
+
+    /// The latency the table of the subnet's side predicts for its architecture.
+    ///
+    /// # Errors
+    /// [`NasError::Config`] on `resolutions` when there is no table for the side; as
+    /// [`LatencyTable::predict`].
+    pub fn predict(&self, subnet: &Subnet) -> Result<f64> {
+        let side = subnet.resolution;
+        self.table(side)
+            .ok_or_else(|| {
+                NasError::config("resolutions", format!("no latency table for side {side}"))
+            })?
+            .predict(&subnet.arch)
+    }
+}
+
+/// `space` with images of side `side`.
+pub fn at_side(space: &MobileSpace, side: usize) -> MobileSpace {
+    MobileSpace {
+        image_size: side,
+        ..space.clone()
+    }
+}
+
 /// One subnet whose accuracy was measured with the elastic network's weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeasuredSubnet {
-    /// The subnet, [`MobileSpace::key`].
+    /// The subnet's architecture, [`MobileSpace::key`].
     pub key: String,
+    /// The image side it ran at.
+    pub resolution: usize,
     /// Held-out accuracy (batch norm recalibrated).
     pub accuracy: f64,
     /// Held-out cross-entropy.
@@ -140,41 +293,50 @@ pub fn append_measured(path: &Path, measured: &MeasuredSubnet) -> Result<()> {
         .map_err(|e| NasError::io(path, e))
 }
 
-/// The measurements of `archs`, in order: those already in `done` (matched by key) are taken
-/// from there, the others are measured by `score` (an [`EvalResult`] on held-out data) and
-/// handed to `on_measured` (to append them to the file) as they come, so that a run killed
-/// in the middle measures only what it had not.
+/// The measurements of `subnets`, in order: those already in `done` (matched by architecture
+/// and side) are taken from there, the others are measured by `score` (an [`EvalResult`] on
+/// held-out data) and handed to `on_measured` (to append them to the file) as they come, so
+/// that a run killed in the middle measures only what it had not.
 ///
 /// # Errors
-/// Whatever `score` or `on_measured` returns.
+/// Whatever `score` or `on_measured` returns; as [`ResolutionTables::predict`].
 pub fn measure_subnets(
     space: &MobileSpace,
-    archs: &[Vec<BlockChoice>],
+    subnets: &[Subnet],
     done: &[MeasuredSubnet],
-    table: Option<&LatencyTable>,
-    mut score: impl FnMut(&[BlockChoice]) -> Result<EvalResult>,
+    tables: Option<&ResolutionTables>,
+    mut score: impl FnMut(&Subnet) -> Result<EvalResult>,
     mut on_measured: impl FnMut(&MeasuredSubnet) -> Result<()>,
 ) -> Result<Vec<MeasuredSubnet>> {
-    let bar = crate::report::progress::epoch_bar(archs.len() as u64, 1, 1);
+    let bar = crate::report::progress::epoch_bar(subnets.len() as u64, 1, 1);
     bar.set_prefix("measuring subnets");
-    let mut all = Vec::with_capacity(archs.len());
-    for arch in archs {
-        let key = space.key(arch);
-        if let Some(m) = done.iter().find(|m| m.key == key) {
+    let mut all = Vec::with_capacity(subnets.len());
+    for subnet in subnets {
+        let key = space.key(&subnet.arch);
+        if let Some(m) = done
+            .iter()
+            .find(|m| m.key == key && m.resolution == subnet.resolution)
+        {
             all.push(m.clone());
             bar.inc(1);
             continue;
         }
         let started = std::time::Instant::now();
-        let result = score(arch)?;
+        let result = score(subnet)?;
         let measured = MeasuredSubnet {
             key,
+            resolution: subnet.resolution,
             accuracy: result.accuracy,
             loss: result.loss,
-            predicted_latency_ms: table.map(|t| t.predict(arch)).transpose()?,
+            predicted_latency_ms: tables.map(|t| t.predict(subnet)).transpose()?,
             seconds: started.elapsed().as_secs_f64(),
         };
-        tracing::debug!(key = %measured.key, accuracy = measured.accuracy, "subnet measured");
+        tracing::debug!(
+            key = %measured.key,
+            resolution = measured.resolution,
+            accuracy = measured.accuracy,
+            "subnet measured"
+        );
         on_measured(&measured)?;
         all.push(measured);
         bar.inc(1);
@@ -363,6 +525,7 @@ pub struct PredictorQuality {
 /// does not parse; as [`RidgePredictor::fit`].
 pub fn assess_predictor(
     space: &MobileSpace,
+    resolutions: &[usize],
     measured: &[MeasuredSubnet],
     held_out_fraction: f64,
 ) -> Result<PredictorQuality> {
@@ -375,9 +538,9 @@ pub fn assess_predictor(
     }
     let held = ((n as f64 * held_out_fraction).round() as usize).clamp(1, n - 2);
     let (fit_part, test_part) = measured.split_at(n - held);
-    let (xs, ys) = encoded(space, fit_part)?;
+    let (xs, ys) = encoded(space, resolutions, fit_part)?;
     let predictor = RidgePredictor::fit(&xs, &ys, &RIDGE_LAMBDAS)?;
-    let (test_x, truth) = encoded(space, test_part)?;
+    let (test_x, truth) = encoded(space, resolutions, test_part)?;
     let predicted: Vec<f64> = test_x.iter().map(|x| predictor.predict(x)).collect();
     let rmse = (predicted
         .iter()
@@ -395,12 +558,14 @@ pub fn assess_predictor(
     })
 }
 
-/// The encodings and accuracies of `measured`.
+/// The encodings ([`encode`]) and accuracies of `measured`.
 ///
 /// # Errors
-/// [`NasError::Config`] on `predictor_samples` naming a key that is not a subnet of `space`.
+/// [`NasError::Config`] on `predictor_samples` naming a key that is not a subnet of `space` or
+/// a side not among `resolutions`.
 pub fn encoded(
     space: &MobileSpace,
+    resolutions: &[usize],
     measured: &[MeasuredSubnet],
 ) -> Result<(Vec<Vec<f32>>, Vec<f64>)> {
     measured
@@ -409,7 +574,20 @@ pub fn encoded(
             let arch = space.parse(&m.key).map_err(|e| {
                 NasError::config("predictor_samples", format!("subnet `{}`: {e}", m.key))
             })?;
-            Ok((encode(space, &arch), m.accuracy))
+            if !resolutions.contains(&m.resolution) {
+                return Err(NasError::config(
+                    "predictor_samples",
+                    format!(
+                        "subnet `{}` ran at side {}, not among {resolutions:?}",
+                        m.key, m.resolution
+                    ),
+                ));
+            }
+            let subnet = Subnet {
+                arch,
+                resolution: m.resolution,
+            };
+            Ok((encode(space, resolutions, &subnet), m.accuracy))
         })
         .collect::<Result<Vec<_>>>()
         .map(|pairs| pairs.into_iter().unzip())
@@ -441,13 +619,13 @@ impl Default for EvolutionConfig {
 }
 
 /// A member of the population: the subnet, its predicted accuracy, its predicted latency.
-type Member = (Vec<BlockChoice>, f64, f64);
+type Member = (Subnet, f64, f64);
 
 /// What an evolutionary search found.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evolved {
     /// The best subnet seen: the highest predicted accuracy, then the lowest predicted latency.
-    pub arch: Vec<BlockChoice>,
+    pub subnet: Subnet,
     /// Its predicted accuracy.
     pub predicted_accuracy: f64,
     /// Its predicted latency.
@@ -456,26 +634,29 @@ pub struct Evolved {
     pub scored: usize,
 }
 
-/// The subnet `arch` with one gene changed to another value it can take, genes being each
-/// stage's depth and each running block's kernel and expansion ([`ElasticArch`]); only genes
-/// with a choice are drawn. A stage that grows runs its new blocks at a kernel and an
-/// expansion drawn uniformly. `arch` itself when no gene can change.
+/// The subnet `subnet` with one gene changed to another value it can take, genes being each
+/// stage's depth, each running block's kernel and expansion ([`ElasticArch`]) and the image
+/// side (one of `resolutions`); only genes with a choice are drawn. A stage that grows runs
+/// its new blocks at a kernel and an expansion drawn uniformly. `subnet` itself when no gene
+/// can change.
 ///
 /// # Errors
-/// As [`ElasticArch::from_arch`] when `arch` is not reachable by elastic depth.
+/// As [`ElasticArch::from_arch`] when the architecture is not reachable by elastic depth.
 pub fn mutate(
     space: &MobileSpace,
-    arch: &[BlockChoice],
+    resolutions: &[usize],
+    subnet: &Subnet,
     rng: &mut ChaCha8Rng,
-) -> Result<Vec<BlockChoice>> {
+) -> Result<Subnet> {
     #[derive(Clone, Copy)]
     enum Gene {
         Depth(usize),
         Kernel(usize),
         Expand(usize),
+        Resolution,
     }
     let blocks = space.blocks();
-    let mut elastic = ElasticArch::from_arch(space, arch)?;
+    let mut elastic = ElasticArch::from_arch(space, &subnet.arch)?;
     let ranges = stage_ranges(space);
     let minima = min_depths(space);
     let mut genes = Vec::new();
@@ -492,13 +673,17 @@ pub fn mutate(
             }
         }
     }
+    if resolutions.len() > 1 {
+        genes.push(Gene::Resolution);
+    }
     let Some(&gene) = genes.choose(rng) else {
-        return Ok(arch.to_vec());
+        return Ok(subnet.clone());
     };
     let other = |values: Vec<usize>, current: usize, rng: &mut ChaCha8Rng| {
         let others: Vec<usize> = values.into_iter().filter(|&v| v != current).collect();
         others.choose(rng).copied().unwrap_or(current)
     };
+    let mut resolution = subnet.resolution;
     match gene {
         Gene::Depth(s) => {
             let range = ranges[s].clone();
@@ -521,28 +706,34 @@ pub fn mutate(
         Gene::Expand(b) => {
             elastic.expands[b] = other(block_expands(&blocks[b]), elastic.expands[b], rng);
         }
+        Gene::Resolution => resolution = other(resolutions.to_vec(), resolution, rng),
     }
-    elastic.to_arch(space)
+    Ok(Subnet {
+        arch: elastic.to_arch(space)?,
+        resolution,
+    })
 }
 
 /// Regularised evolution under a latency budget: the subnet with the best `predict`ed accuracy
-/// among those whose latency by `table` is at most `budget_ms`, which is a hard constraint (a
+/// among those whose latency by `tables` is at most `budget_ms`, which is a hard constraint (a
 /// candidate over it is never scored or kept).
 ///
-/// The initial population is drawn with [`sample_arch`] among the subnets within the budget
-/// (the smallest subnet is the fallback when 1000 draws per member find none). Each cycle
-/// draws `sample` members, mutates the best of them ([`mutate`], redrawn up to 100 times
-/// until the child is within the budget) and appends the child as the oldest member leaves.
+/// The initial population is drawn with [`sample_arch`] and a uniform side of `resolutions`
+/// among the subnets within the budget (the fastest smallest subnet is the fallback when 1000
+/// draws per member find none). Each cycle draws `sample` members, mutates the best of them
+/// ([`mutate`], redrawn up to 100 times until the child is within the budget) and appends the
+/// child as the oldest member leaves.
 ///
 /// # Errors
-/// [`NasError::Config`] on `budgets` when even the smallest subnet is over the budget, and on
-/// `population` / `sample` when they are 0 or the sample exceeds the population; as
-/// [`LatencyTable::predict`].
+/// [`NasError::Config`] on `budgets` when even the smallest subnet is over the budget at every
+/// side, on `resolutions` when there are none, and on `population` / `sample` when they are 0
+/// or the sample exceeds the population; as [`ResolutionTables::predict`].
 pub fn evolve(
     space: &MobileSpace,
-    table: &LatencyTable,
+    resolutions: &[usize],
+    tables: &ResolutionTables,
     budget_ms: f64,
-    predict: impl Fn(&[BlockChoice]) -> f64,
+    predict: impl Fn(&Subnet) -> f64,
     config: &EvolutionConfig,
 ) -> Result<Evolved> {
     if config.population == 0 || config.sample == 0 || config.sample > config.population {
@@ -554,14 +745,29 @@ pub fn evolve(
             ),
         ));
     }
-    let smallest = smallest_arch(space);
-    let least_ms = table.predict(&smallest)?;
+    let mut fastest: Option<(Subnet, f64)> = None;
+    for &resolution in resolutions {
+        let subnet = Subnet {
+            arch: smallest_arch(space),
+            resolution,
+        };
+        let ms = tables.predict(&subnet)?;
+        if fastest.as_ref().is_none_or(|(_, least)| ms < *least) {
+            fastest = Some((subnet, ms));
+        }
+    }
+    let Some((smallest, least_ms)) = fastest else {
+        return Err(NasError::config(
+            "resolutions",
+            "at least one side is needed",
+        ));
+    };
     if least_ms > budget_ms {
         return Err(NasError::config(
             "budgets",
             format!(
                 "the budget {budget_ms} ms is below the predicted latency of the smallest subnet \
-                 ({least_ms:.4} ms): no subnet fits"
+                 at the fastest resolution ({least_ms:.4} ms): no subnet fits"
             ),
         ));
     }
@@ -570,27 +776,30 @@ pub fn evolve(
     let mut population: VecDeque<Member> = VecDeque::new();
     let mut best: Option<Member> = None;
     let mut scored = 0;
-    let consider = |arch: Vec<BlockChoice>, latency: f64, best: &mut Option<Member>| {
-        let accuracy = predict(&arch);
+    let consider = |subnet: Subnet, latency: f64, best: &mut Option<Member>| {
+        let accuracy = predict(&subnet);
         let better = match best {
             None => true,
             Some((b, acc, ms)) => {
-                (accuracy, -latency, space.key(b)) > (*acc, -*ms, space.key(&arch))
+                (accuracy, -latency, b.key(space)) > (*acc, -*ms, subnet.key(space))
             }
         };
         if better {
-            *best = Some((arch.clone(), accuracy, latency));
+            *best = Some((subnet.clone(), accuracy, latency));
         }
-        (arch, accuracy, latency)
+        (subnet, accuracy, latency)
     };
 
     let mut draws = 0;
     while population.len() < config.population && draws < 1000 * config.population {
         draws += 1;
-        let arch = sample_arch(space, &ElasticDims::ALL, &mut rng);
-        let latency = table.predict(&arch)?;
+        let subnet = Subnet {
+            arch: sample_arch(space, &ElasticDims::ALL, &mut rng),
+            resolution: sample_resolution(resolutions, &mut rng),
+        };
+        let latency = tables.predict(&subnet)?;
         if latency <= budget_ms {
-            population.push_back(consider(arch, latency, &mut best));
+            population.push_back(consider(subnet, latency, &mut best));
             scored += 1;
         }
     }
@@ -607,26 +816,26 @@ pub fn evolve(
             .expect("the population is never empty");
         let mut child = None;
         for _ in 0..100 {
-            let candidate = mutate(space, &parent, &mut rng)?;
-            let latency = table.predict(&candidate)?;
+            let candidate = mutate(space, resolutions, &parent, &mut rng)?;
+            let latency = tables.predict(&candidate)?;
             if latency <= budget_ms {
                 child = Some((candidate, latency));
                 break;
             }
         }
-        let Some((arch, latency)) = child else {
+        let Some((subnet, latency)) = child else {
             continue;
         };
-        population.push_back(consider(arch, latency, &mut best));
+        population.push_back(consider(subnet, latency, &mut best));
         scored += 1;
         if population.len() > config.population {
             population.pop_front();
         }
     }
-    let (arch, predicted_accuracy, predicted_latency_ms) =
+    let (subnet, predicted_accuracy, predicted_latency_ms) =
         best.expect("the initial population scored at least one subnet");
     Ok(Evolved {
-        arch,
+        subnet,
         predicted_accuracy,
         predicted_latency_ms,
         scored,
@@ -638,22 +847,27 @@ pub fn evolve(
 pub struct BudgetResult {
     /// The budget in milliseconds (per forward pass at the table's batch size).
     pub budget_ms: f64,
-    /// The subnet, [`MobileSpace::key`].
+    /// The subnet's architecture, [`MobileSpace::key`].
     pub key: String,
+    /// The image side it runs at.
+    pub resolution: usize,
     /// Accuracy the predictor gave it.
     pub predicted_accuracy: f64,
     /// Held-out accuracy measured with the elastic network's weights (batch norm recalibrated).
     pub measured_accuracy: f64,
     /// Test-split accuracy, measured the same way.
     pub test_accuracy: f64,
-    /// Latency the table predicts.
+    /// Latency the table of its side predicts.
     pub predicted_latency_ms: f64,
-    /// Median latency of the whole network measured on this machine.
+    /// Median latency of the whole network at its side measured on this machine.
     pub measured_latency_ms: f64,
     /// Parameters of the standalone network.
     pub params: u64,
-    /// Multiply-accumulates of one forward pass of one image.
+    /// Multiply-accumulates of one forward pass of one image at its side.
     pub macs: u64,
     /// Subnets the predictor scored during the search.
     pub scored: usize,
+    /// The file in the output directory holding the specialised subnet (extracted, batch
+    /// norm recalibrated at its side; [`crate::search::ofa::load_specialised`] reads it).
+    pub weights: String,
 }
