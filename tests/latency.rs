@@ -312,3 +312,19 @@ fn impossible_tables_are_refused_when_read() {
     refused(&|v| v["space"]["image_size"] = 0.into(), "invalid space");
     std::fs::remove_file(&path).ok();
 }
+
+/// Timings run on a worker of a pool of the asked size (where the flex backend's operations
+/// start without waiting for a worker to wake), and a pool of no thread is refused by name.
+#[test]
+fn timings_run_on_a_pool_worker_of_the_asked_size() {
+    let (worker, threads) = nasrs::latency::on_timing_pool(3, || {
+        (rayon::current_thread_index(), rayon::current_num_threads())
+    })
+    .unwrap();
+    assert!(worker.is_some(), "ran outside the pool");
+    assert_eq!(threads, 3);
+    let message = nasrs::latency::on_timing_pool(0, || ())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("threads"), "{message}");
+}

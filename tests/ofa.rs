@@ -1419,7 +1419,7 @@ mod progressive_shrinking {
         other.1.space.classes = 7;
         let message = error(&[8], vec![other]);
         assert!(
-            message.contains("t8.json") && message.contains("another space"),
+            message.contains("t8.json") && message.contains("classes 7 (the dataset's space: 3)"),
             "{message}"
         );
         let message = error(&[8], vec![named(6), named(8)]);
@@ -1438,7 +1438,9 @@ mod progressive_shrinking {
         slower.1.settings.threads = 2;
         let message = error(&[6, 8], vec![named(8), slower]);
         assert!(
-            message.contains("t6.json") && message.contains("other settings"),
+            message.contains("t6.json")
+                && message.contains("other settings")
+                && message.contains("2 thread(s)"),
             "{message}"
         );
 

@@ -1,8 +1,9 @@
 //! `nas ofa` run as a user runs it, on the built-in digits with elastic resolution (sides 6
 //! and 8): a finished run resumed with other budgets and more predictor samples searches again
 //! without training, measures only the added subnets and replaces the earlier search's files;
-//! a resume with other training settings is refused and leaves the run as it was; duplicate
-//! budgets and a side without a latency table are refused up front.
+//! resumed with tables measured again it predicts every subnet's latency anew; a resume with
+//! other training settings is refused and leaves the run as it was; duplicate budgets, a side
+//! without a latency table and a budget no subnet fits are refused before any training.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -120,6 +121,13 @@ fn ofa_resumes_with_new_search_settings_and_refuses_other_training() {
     ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no table for 6x6"), "{}", text(&out));
+    let out = with_tables(&["--budgets", "0.0001"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no subnet fits"), "{}", text(&out));
+    assert!(
+        !run.join("epochs.jsonl").exists(),
+        "trained before refusing the budget"
+    );
 
     let out = with_tables(&["--budgets", "100", "--predictor-samples", "6"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -161,10 +169,66 @@ fn ofa_resumes_with_new_search_settings_and_refuses_other_training() {
         .collect();
     assert_eq!(budgets, [50.0, 200.0]);
 
-    // Other training settings: refused, and the run keeps its files. One side only (with its
-    // table alone) is caught by the configuration check, another distillation weight by the
-    // checkpoint, after the configuration check passed.
+    // Tables measured again (here: every latency doubled, so every prediction doubles): the
+    // subnets are not measured again, their predicted latencies are.
+    let doubled = |path: &Path, name: &str| {
+        let mut table = json(path);
+        for entry in table["entries"].as_array_mut().unwrap() {
+            for field in ["median_ms", "p10_ms", "p90_ms"] {
+                entry[field] = serde_json::json!(entry[field].as_f64().unwrap() * 2.0);
+            }
+        }
+        let copy = root.join(name);
+        std::fs::write(&copy, table.to_string()).unwrap();
+        copy
+    };
+    let (d6, d8) = (doubled(&t6, "t6x2.json"), doubled(&t8, "t8x2.json"));
+    let field = |text: &str, name: &str| -> Vec<f64> {
+        text.lines()
+            .map(|l| {
+                let m: serde_json::Value = serde_json::from_str(l).unwrap();
+                m[name].as_f64().unwrap()
+            })
+            .collect()
+    };
+    let out = ofa(&[
+        "--resolutions",
+        "6,8",
+        "--latency-table",
+        d6.to_str().unwrap(),
+        "--latency-table",
+        d8.to_str().unwrap(),
+        "--budgets",
+        "100,400",
+        "--predictor-samples",
+        "9",
+        "--resume",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let redone = read(&run.join("predictor_samples.jsonl"));
+    assert_eq!(
+        read(&run.join("epochs.jsonl")),
+        epochs,
+        "training ran again"
+    );
+    let (before, after) = (
+        field(&more, "predicted_latency_ms"),
+        field(&redone, "predicted_latency_ms"),
+    );
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert!((a - 2.0 * b).abs() < 1e-9 * a, "{b} -> {a}");
+    }
+    assert_eq!(
+        field(&redone, "seconds"),
+        field(&more, "seconds"),
+        "subnets were measured again"
+    );
+    assert_eq!(subnet_files(&run), ["subnet-100ms.bpk", "subnet-400ms.bpk"]);
     let config_text = read(&run.join("config.json"));
+
+    // Other training settings: refused, and the run keeps its files. One side only is caught
+    // by the checkpoint, as is another distillation weight with everything else the same.
     let out = ofa(&[
         "--resolutions",
         "8",
@@ -177,11 +241,7 @@ fn ofa_resumes_with_new_search_settings_and_refuses_other_training() {
         "--resume",
     ]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("latency_tables_measured_at"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("resolutions"), "{}", text(&out));
     let out = with_tables(&[
         "--kd-weight",
         "0.5",
@@ -195,6 +255,6 @@ fn ofa_resumes_with_new_search_settings_and_refuses_other_training() {
     assert!(text(&out).contains("kd_weight"), "{}", text(&out));
     assert_eq!(read(&run.join("config.json")), config_text);
     assert!(run.join("result.json").exists());
-    assert_eq!(subnet_files(&run), ["subnet-200ms.bpk", "subnet-50ms.bpk"]);
+    assert_eq!(subnet_files(&run), ["subnet-100ms.bpk", "subnet-400ms.bpk"]);
     std::fs::remove_dir_all(&root).ok();
 }

@@ -9,8 +9,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use nasrs::latency::measure::processor_name;
 use nasrs::latency::{
-    LatencySettings, LatencyTable, Protocol, Validated, measure_network, measure_table, quantile,
-    validate_table,
+    LatencySettings, LatencyTable, Protocol, Validated, measure_network, measure_table,
+    on_timing_pool, quantile, validate_table,
 };
 use nasrs::report::OutputDir;
 use nasrs::report::svg::{Series, scatter_chart};
@@ -126,10 +126,12 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         None => {
             let shapes = space.blocks().len();
             let progress = bar(shapes * 6 + 2, "latency table entries");
-            let table = measure_table(&space, settings.clone(), protocol, &device, |e| {
-                progress.set_message(format!("{} {}->{}", e.op, e.c_in, e.c_out));
-                progress.inc(1);
-            })?;
+            let table = on_timing_pool(args.threads, || {
+                measure_table(&space, settings.clone(), protocol, &device, |e| {
+                    progress.set_message(format!("{} {}->{}", e.op, e.c_in, e.c_out));
+                    progress.inc(1);
+                })
+            })??;
             progress.finish_and_clear();
             let path = out.path("latency_table.json");
             table.save(&path)?;
@@ -153,13 +155,15 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
             String::from("arch,predicted_ms,measured_ms,measured_p10_ms,measured_p90_ms\n");
         for (key, arch) in &archs {
             let predicted = table.predict(arch)?;
-            let measured = measure_network(
-                &table.space,
-                arch,
-                table.settings.batch_size,
-                protocol,
-                &device,
-            )?;
+            let measured = on_timing_pool(args.threads, || {
+                measure_network(
+                    &table.space,
+                    arch,
+                    table.settings.batch_size,
+                    protocol,
+                    &device,
+                )
+            })??;
             println!(
                 "{key}: predicted {predicted:.3} ms, measured {:.3} ms (p10 {:.3}, p90 {:.3})",
                 measured.median_ms, measured.p10_ms, measured.p90_ms
@@ -177,10 +181,12 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         .unwrap_or(if args.archs.is_empty() { 50 } else { 0 });
     if validate > 0 {
         let progress = bar(validate, "timing networks");
-        let results = validate_table(&table, validate, args.seed, protocol, &device, |v| {
-            progress.set_message(format!("{:+.1}%", 100.0 * v.relative_error()));
-            progress.inc(1);
-        })
+        let results = on_timing_pool(args.threads, || {
+            validate_table(&table, validate, args.seed, protocol, &device, |v| {
+                progress.set_message(format!("{:+.1}%", 100.0 * v.relative_error()));
+                progress.inc(1);
+            })
+        })?
         .context("validating the latency table")?;
         progress.finish_and_clear();
         write_validation(&out, &table, &results, args.seed, protocol, args.threads)?;

@@ -11,7 +11,9 @@ use burn::prelude::*;
 use clap::Args;
 use nasrs::checkpoint::Checkpoint;
 use nasrs::data::{BatchLoader, split_indices};
-use nasrs::latency::{LatencyTable, Protocol, measure_network};
+use nasrs::latency::measure::processor_name;
+use nasrs::latency::{LatencySettings, LatencyTable, Protocol, measure_network, on_timing_pool};
+use nasrs::nn::elastic::{ElasticDims, smallest_arch};
 use nasrs::report::OutputDir;
 use nasrs::report::svg::{Series, line_chart, scatter_chart};
 use nasrs::search::Resumable;
@@ -21,8 +23,8 @@ use nasrs::search::ofa::{
 };
 use nasrs::search::ofa_search::{
     BudgetResult, EvolutionConfig, MeasuredSubnet, PredictorQuality, RIDGE_LAMBDAS,
-    ResolutionTables, RidgePredictor, append_measured, assess_predictor, at_side, draw_subnets,
-    encode, encoded, evolve, measure_subnets, read_measured,
+    ResolutionTables, RidgePredictor, Subnet, append_measured, assess_predictor, at_side,
+    draw_subnets, encode, encoded, evolve, measure_subnets, read_measured, write_measured,
 };
 use nasrs::space::mobile::MobileSpace;
 use nasrs::train::evaluate;
@@ -121,13 +123,13 @@ const SEARCH_FILES: &[&str] = &["result.json", "budgets.svg", "summary.md"];
 /// population, cycles) are free: a finished run resumed with other budgets specialises the
 /// trained network to them without training or measuring anything again. So is the number of
 /// predictor samples: their draw is the same sequence whatever the count, so a larger count
-/// measures only the subnets added at its end.
+/// measures only the subnets added at its end. So are the latency tables, measured again
+/// (they drift) or for other threads: every subnet's latency is predicted anew.
 const RESUMED_FIELDS: &[&str] = &[
     "/data",
     "/batch_size",
     "/valid_portion",
     "/calibration_batches",
-    "/latency_tables_measured_at",
 ];
 
 pub fn run(args: OfaArgs) -> anyhow::Result<()> {
@@ -178,6 +180,54 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
             space.classes,
         )
     })?;
+    let here = LatencySettings {
+        device: nasrs::device::resolved_name(&args.device.device),
+        processor: processor_name(),
+        threads: tables.settings().threads,
+        batch_size: tables.settings().batch_size,
+    };
+    for (path, table) in args.latency_table.iter().zip(tables.tables()) {
+        let differences = table.mismatches(&here, &table.space);
+        if !differences.is_empty() {
+            tracing::warn!(
+                table = %path.display(),
+                "the latency table was measured on another machine: {}; its latencies may \
+                 not hold here",
+                differences.join(", ")
+            );
+        }
+    }
+    // Every budget must admit a subnet; found out now rather than after the training.
+    let fastest = resolutions
+        .iter()
+        .map(|&resolution| {
+            let subnet = Subnet {
+                arch: smallest_arch(&space),
+                resolution,
+            };
+            tables.predict(&subnet).map(|ms| (ms, resolution))
+        })
+        .collect::<nasrs::Result<Vec<_>>>()?
+        .into_iter()
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((least_ms, side)) = fastest
+        && let Some(budget) = args.budgets.iter().find(|&&b| b < least_ms)
+    {
+        anyhow::bail!(
+            "invalid setting `budgets`: {budget} ms is below the predicted latency of the \
+             smallest subnet at its fastest side ({least_ms:.3} ms at {side}x{side}): no subnet \
+             fits it"
+        );
+    }
+    if let Some(last) = schedule.phases.last()
+        && last.dims != ElasticDims::ALL
+    {
+        tracing::warn!(
+            dims = %last.dims,
+            "the schedule ends before every dimension is elastic: the predictor and the search \
+             still draw subnets along all of them, including the ones never trained"
+        );
+    }
     let config = OfaConfig {
         kd_weight: args.kd_weight,
         temperature: args.temperature,
@@ -281,6 +331,13 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         args.calibration_batches,
         &plain,
     );
+    if calibration.len() < args.calibration_batches {
+        tracing::warn!(
+            asked = args.calibration_batches,
+            used = calibration.len(),
+            "the training part holds fewer calibration batches than asked for: all of it is used"
+        );
+    }
     tracing::info!(
         train = loader.len(),
         held_out = valid.len(),
@@ -368,6 +425,19 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         },
         |m| append_measured(&samples_path, m),
     )?;
+    // Subnets measured before with tables measured before: the file keeps every subnet it
+    // holds (a smaller --predictor-samples uses fewer), each with the latency predicted now.
+    let mut on_disk = read_measured(&samples_path)?;
+    for m in &mut on_disk {
+        let subnet = Subnet {
+            arch: space.parse(&m.key)?,
+            resolution: m.resolution,
+        };
+        m.predicted_latency_ms = Some(tables.predict(&subnet)?);
+    }
+    if on_disk != read_measured(&samples_path)? {
+        write_measured(&samples_path, &on_disk)?;
+    }
 
     tracing::info!("stage 3: fitting the accuracy predictor");
     let quality = assess_predictor(&space, &resolutions, &measured, 0.2)?;
@@ -386,12 +456,6 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         warmup: 10,
         repeats: 30,
     };
-    // Found subnets are timed with the table's thread count, in a pool of their own, so the
-    // measured latency compares with the predicted one whatever --threads trained with.
-    let timing_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(tables.settings().threads)
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot build a pool of the table's threads: {e}"))?;
     let mut test = eval_loader(
         &prepared.test,
         (0..prepared.test.len()).collect(),
@@ -435,7 +499,8 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("{}: cannot save weights: {e:?}", weights_path.display())
         })?;
         let sized = at_side(&space, side);
-        let timing = timing_pool.install(|| {
+        // With the tables' thread count whatever --threads trained with, as tables are timed.
+        let timing = on_timing_pool(tables.settings().threads, || {
             measure_network(
                 &sized,
                 arch,
@@ -443,7 +508,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
                 protocol,
                 &device,
             )
-        })?;
+        })??;
         let cost = nasrs::cost::mobile_network(&sized, arch)?;
         let result = BudgetResult {
             budget_ms,
@@ -483,9 +548,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         }),
     )?;
     write_budget_chart(&out, &measured, &results)?;
-    let md = summary(
-        &args, &config, &schedule, &records, &quality, &results, &tables,
-    );
+    let md = summary(&args, &info, calibration.len(), &quality, &results, &tables);
     out.write_text("summary.md", &md)?;
     println!("{md}");
     Ok(())
@@ -640,13 +703,13 @@ fn write_budget_chart(
 
 fn summary(
     args: &OfaArgs,
-    config: &OfaConfig,
-    schedule: &Schedule,
-    records: &[OfaEpoch],
+    info: &ElasticInfo,
+    calibration_batches: usize,
     quality: &PredictorQuality,
     results: &[BudgetResult],
     tables: &ResolutionTables,
 ) -> String {
+    let (config, schedule, records) = (&info.config, &info.schedule, &info.epochs);
     let mut md = String::new();
     let _ = writeln!(md, "# Once-for-All\n");
     let phases: Vec<String> = schedule
@@ -690,7 +753,7 @@ fn summary(
              batches)",
             pct(last.largest_accuracy),
             pct(last.smallest_accuracy),
-            args.calibration_batches
+            calibration_batches
         );
     }
     let _ = writeln!(
@@ -717,15 +780,15 @@ fn summary(
         .collect();
     let _ = writeln!(
         md,
-        "- latency tables {} ({} threads, batch {}); measured latency is the median of 30 runs \
-         here with the tables' thread count\n",
+        "- latency tables {} (threads: {}, batch size: {}); measured latency is the median of \
+         30 runs here with the tables' thread count\n",
         files.join(", "),
         tables.settings().threads,
         tables.settings().batch_size
     );
     let _ = writeln!(
         md,
-        "| budget (ms) | subnet | side | predicted acc | measured acc | test acc | predicted ms \
+        "| budget (ms) | subnet | side | predicted acc | held-out acc | test acc | predicted ms \
          | measured ms | params | MMACs |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
@@ -748,7 +811,7 @@ fn summary(
     if results.len() < args.budgets.len() {
         let _ = writeln!(
             md,
-            "\n{} budget(s) below the smallest subnet's predicted latency had no subnet.",
+            "\n{} budget(s) had no subnet (the log says why).",
             args.budgets.len() - results.len()
         );
     }

@@ -9,7 +9,9 @@ use clap::{Args, ValueEnum};
 use nasrs::checkpoint::Checkpoint;
 use nasrs::data::{BatchLoader, split_indices};
 use nasrs::latency::measure::processor_name;
-use nasrs::latency::{LatencySettings, LatencyTable, Protocol, measure_network, measure_table};
+use nasrs::latency::{
+    LatencySettings, LatencyTable, Protocol, measure_network, measure_table, on_timing_pool,
+};
 use nasrs::report::OutputDir;
 use nasrs::report::svg::{Series, heatmap, line_chart};
 use nasrs::search::Resumable;
@@ -326,7 +328,9 @@ pub fn run(args: ProxylessArgs) -> anyhow::Result<()> {
         Some(table) => table,
         None => {
             tracing::info!("measuring a latency table for this space on this machine");
-            let table = measure_table(&space, here.clone(), protocol, &device, |_| {})?;
+            let table = on_timing_pool(here.threads, || {
+                measure_table(&space, here.clone(), protocol, &device, |_| {})
+            })??;
             table.save(&own_table)?;
             table
         }
@@ -402,13 +406,15 @@ pub fn run(args: ProxylessArgs) -> anyhow::Result<()> {
             "the found architecture is timed with this process's thread count, not the table's"
         );
     }
-    let measured = measure_network(
-        &space,
-        &outcome.arch,
-        table.settings.batch_size,
-        protocol,
-        &device,
-    )?;
+    let measured = on_timing_pool(threads, || {
+        measure_network(
+            &space,
+            &outcome.arch,
+            table.settings.batch_size,
+            protocol,
+            &device,
+        )
+    })??;
     let meets = config.target_ms.map(|t| measured.median_ms <= t);
     tracing::info!(
         arch = %space.key(&outcome.arch),

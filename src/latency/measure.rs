@@ -40,6 +40,30 @@ impl Protocol {
     }
 }
 
+/// Runs `timing` on a worker of a pool of `threads` threads: every timing of this module is
+/// meant to run there, with the thread count of the table it makes or compares with.
+///
+/// The flex backend splits an operation over the rayon pool of the thread that calls it.
+/// Called from a thread outside any pool (a program's main thread), each operation is handed
+/// to the global pool's workers and waits for one to wake, tens of microseconds and more when
+/// they have gone to sleep; on a pool's own worker it starts at once. Timed from the main
+/// thread on the development machine, whole networks ran 1.5 (32x32 images) to 4 (8x8) times
+/// slower and varied two-fold from one run to the next; on a worker they are steady. So a
+/// table, its check and the networks compared with it are all timed here.
+///
+/// # Errors
+/// [`NasError::Config`] on `threads` when it is 0 or the pool cannot be built.
+pub fn on_timing_pool<R: Send>(threads: usize, timing: impl FnOnce() -> R + Send) -> Result<R> {
+    if threads == 0 {
+        return Err(NasError::config("threads", "must be at least 1, found 0"));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| NasError::config("threads", format!("cannot build a timing pool: {e}")))?;
+    Ok(pool.install(timing))
+}
+
 /// Times `forward` on `device`: `warmup` untimed runs, then `repeats` timed ones, each ending
 /// with a device synchronisation.
 ///

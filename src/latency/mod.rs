@@ -9,7 +9,8 @@ pub mod measure;
 pub mod table;
 
 pub use measure::{
-    Protocol, Validated, measure_network, measure_table, random_arch, validate_table,
+    Protocol, Validated, measure_network, measure_table, on_timing_pool, random_arch,
+    validate_table,
 };
 pub use table::{LatencyEntry, LatencySettings, LatencyTable, Timing, quantile};
 

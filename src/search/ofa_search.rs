@@ -136,8 +136,8 @@ impl ResolutionTables {
             let side = table.space.image_size;
             if table.space != at_side(space, side) {
                 return Err(error(format!(
-                    "{origin} was measured for another space (channels, stages, widths or \
-                     classes differ from this dataset's at any image size)"
+                    "{origin} was measured for another space: {}",
+                    space_differences(&table.space, space).join(", ")
                 )));
             }
             if !resolutions.contains(&side) {
@@ -156,9 +156,10 @@ impl ResolutionTables {
                 && other.settings != table.settings
             {
                 return Err(error(format!(
-                    "{origin} was measured under other settings than {first} ({:?} against \
-                     {:?}): the latencies of different resolutions would not compare",
-                    table.settings, other.settings
+                    "{origin} was measured under other settings than {first} ({} against {}): \
+                     the latencies of different resolutions would not compare",
+                    describe(&table.settings),
+                    describe(&other.settings)
                 )));
             }
             by_side.push((side, origin, table));
@@ -206,6 +207,36 @@ impl ResolutionTables {
             })?
             .predict(&subnet.arch)
     }
+}
+
+/// Settings as a reader writes them: `device flex, processor X, 1 thread(s), batch 1`.
+fn describe(settings: &LatencySettings) -> String {
+    format!(
+        "device {}, processor {}, {} thread(s), batch {}",
+        settings.device, settings.processor, settings.threads, settings.batch_size
+    )
+}
+
+/// What differs between a table's space and the dataset's, image side aside, one phrase each.
+fn space_differences(table: &MobileSpace, wanted: &MobileSpace) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, a, b) in [
+        ("in_channels", table.in_channels, wanted.in_channels),
+        ("classes", table.classes, wanted.classes),
+        ("stem_channels", table.stem_channels, wanted.stem_channels),
+        ("head_channels", table.head_channels, wanted.head_channels),
+    ] {
+        if a != b {
+            found.push(format!("{name} {a} (the dataset's space: {b})"));
+        }
+    }
+    if table.stages != wanted.stages {
+        found.push("other stages".to_string());
+    }
+    if table.search_transitions != wanted.search_transitions {
+        found.push("other searched transitions".to_string());
+    }
+    found
 }
 
 /// `space` with images of side `side`.
@@ -274,6 +305,24 @@ pub fn read_measured(path: &Path) -> Result<Vec<MeasuredSubnet>> {
     Ok(measured)
 }
 
+/// Replaces the file of measured subnets at `path` by `measured`, one JSON line each, through
+/// a temporary file renamed over it, so that a kill leaves the old file or the new one.
+///
+/// # Errors
+/// [`NasError::Io`] naming the file.
+pub fn write_measured(path: &Path, measured: &[MeasuredSubnet]) -> Result<()> {
+    let mut text = String::new();
+    for m in measured {
+        let line = serde_json::to_string(m)
+            .map_err(|e| NasError::format(path, format!("cannot serialize: {e}")))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let staging = path.with_extension("jsonl.tmp");
+    std::fs::write(&staging, text).map_err(|e| NasError::io(&staging, e))?;
+    std::fs::rename(&staging, path).map_err(|e| NasError::io(path, e))
+}
+
 /// Appends `measured` as one JSON line to `path`, written with a single call so that a kill
 /// leaves at most one incomplete last line.
 ///
@@ -294,7 +343,7 @@ pub fn append_measured(path: &Path, measured: &MeasuredSubnet) -> Result<()> {
 }
 
 /// The measurements of `subnets`, in order: those already in `done` (matched by architecture
-/// and side) are taken from there, the others are measured by `score` (an [`EvalResult`] on
+/// and side) are taken from there (with the latency `tables` predict now), the others are measured by `score` (an [`EvalResult`] on
 /// held-out data) and handed to `on_measured` (to append them to the file) as they come, so
 /// that a run killed in the middle measures only what it had not.
 ///
@@ -317,7 +366,11 @@ pub fn measure_subnets(
             .iter()
             .find(|m| m.key == key && m.resolution == subnet.resolution)
         {
-            all.push(m.clone());
+            // The tables may have been measured again since.
+            all.push(MeasuredSubnet {
+                predicted_latency_ms: tables.map(|t| t.predict(subnet)).transpose()?,
+                ..m.clone()
+            });
             bar.inc(1);
             continue;
         }
