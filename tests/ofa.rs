@@ -266,6 +266,74 @@ fn specialised_subnets_use_their_side_and_load_back() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A trained elastic network saved with its description loads back computing the same logits
+/// for any subnet, bit for bit; a missing weights file, a description that is not one and
+/// weights of another space are each refused naming the file.
+#[test]
+fn saved_elastic_networks_load_back() {
+    use nasrs::search::ofa::{ElasticInfo, OfaConfig, Schedule, load_elastic, save_elastic};
+
+    let space = tiny();
+    let net = trained_network(5).valid();
+    let device = Device::flex();
+    let info = |space: &MobileSpace| ElasticInfo {
+        config: OfaConfig::new(space.clone(), 5),
+        schedule: Schedule::default(),
+        dataset: "digits".into(),
+        subset: None,
+        valid_portion: 0.2,
+        batch_size: 8,
+        epochs: Vec::new(),
+    };
+    let dir = std::env::temp_dir().join(format!("nasrs-ofa-elastic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    save_elastic(&dir, &net, &info(&space)).unwrap();
+    let (loaded, loaded_info) = load_elastic(&dir, &device).unwrap();
+    assert_eq!(loaded_info, info(&space));
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x = seeded([4, 1, 8, 8], 0.0, 1.0, &mut rng, &device);
+    for arch in [
+        largest_arch(&space),
+        smallest_arch(&space),
+        sample_arch(&space, &ElasticDims::ALL, &mut rng),
+    ] {
+        assert_eq!(
+            values(net.forward_subnet(x.clone(), &arch)),
+            values(loaded.forward_subnet(x.clone(), &arch)),
+            "{}",
+            space.key(&arch)
+        );
+    }
+
+    let error = || load_elastic(&dir, &device).err().unwrap().to_string();
+    let wider = MobileSpace {
+        head_channels: space.head_channels + 8,
+        ..space.clone()
+    };
+    std::fs::write(
+        dir.join("elastic.json"),
+        serde_json::to_string(&info(&wider)).unwrap(),
+    )
+    .unwrap();
+    let message = error();
+    assert!(message.contains("elastic.bpk"), "{message}");
+    std::fs::write(dir.join("elastic.json"), "{\"config\": 3}").unwrap();
+    let message = error();
+    assert!(
+        message.contains("elastic.json")
+            && message.contains("not a description of a saved elastic network"),
+        "{message}"
+    );
+    save_elastic(&dir, &net, &info(&space)).unwrap();
+    std::fs::remove_file(dir.join("elastic.bpk")).unwrap();
+    let message = error();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        message.contains("elastic.bpk") && message.contains("missing"),
+        "{message}"
+    );
+}
+
 /// In training mode a narrower block normalises with batch statistics and updates the running
 /// statistics of the channels it uses only. Reference: the standalone network extracted
 /// before the step, whose batch norms are the project's `BatchNorm2d` over exactly those

@@ -132,6 +132,10 @@ fn ofa_resumes_with_new_search_settings_and_refuses_other_training() {
     let out = with_tables(&["--budgets", "100", "--predictor-samples", "6"]);
     assert!(out.status.success(), "{}", text(&out));
     let epochs = read(&run.join("epochs.jsonl"));
+    // The directory now holds a run: neither --resume nor --overwrite is refused.
+    let out = with_tables(&["--budgets", "100", "--predictor-samples", "6"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("holds a run"), "{}", text(&out));
     let samples = read(&run.join("predictor_samples.jsonl"));
     assert_eq!(samples.lines().count(), 6);
     assert_eq!(subnet_files(&run), ["subnet-100ms.bpk"]);

@@ -774,7 +774,8 @@ fn missing_or_garbled_supernet_files_are_named() {
     std::fs::write(dir.join("cell_supernet.json"), "{ not json").unwrap();
     let err = load_cell_supernet(&dir, &device).unwrap_err().to_string();
     assert!(
-        err.contains("cell_supernet.json") && err.contains("not a cell supernet description"),
+        err.contains("cell_supernet.json")
+            && err.contains("not a description of a saved cell supernet"),
         "{err}"
     );
 

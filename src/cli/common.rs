@@ -199,6 +199,25 @@ pub fn remove_run_files(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Before a run with per-epoch checkpoints starts in `out`: refuses a directory that holds one
+/// (a checkpoint or epoch records) unless `resume` continues it or `overwrite` replaces it.
+pub fn refuse_existing_run(
+    out: &nasrs::report::OutputDir,
+    checkpoint: &nasrs::checkpoint::Checkpoint,
+    resume: bool,
+    overwrite: bool,
+) -> anyhow::Result<()> {
+    let holds_run = checkpoint.exists() || out.path("epochs.jsonl").exists();
+    if !resume && !overwrite && holds_run {
+        anyhow::bail!(
+            "invalid setting `output`: {} holds a run: pass --resume to continue it, \
+             --overwrite to replace it, or choose another --output",
+            out.root().display()
+        );
+    }
+    Ok(())
+}
+
 /// Before a DARTS search or a training run starts in `dir`: refuses a directory holding a
 /// multi-trial experiment unless `overwrite` is set, in which case that experiment's files go.
 pub fn clear_experiment(dir: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {

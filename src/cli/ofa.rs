@@ -33,7 +33,7 @@ use serde_json::json;
 
 use super::common::{
     DataArgs, DeviceArgs, check_resumed_config, clear_experiment, data_settings, eval_loader,
-    stream_seed,
+    refuse_existing_run, stream_seed,
 };
 
 /// Options of `nas ofa`.
@@ -238,14 +238,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
 
     let out = OutputDir::create(&args.output)?;
     let checkpoint = Checkpoint::in_run(out.root());
-    let holds_run = checkpoint.exists() || out.path("epochs.jsonl").exists();
-    if !args.resume && !args.overwrite && holds_run {
-        anyhow::bail!(
-            "invalid setting `output`: {} holds a run: pass --resume to continue it, \
-             --overwrite to replace it, or choose another --output",
-            out.root().display()
-        );
-    }
+    refuse_existing_run(&out, &checkpoint, args.resume, args.overwrite)?;
     let described = json!({
         "command": "ofa",
         "seed": args.seed,
@@ -427,7 +420,8 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
     )?;
     // Subnets measured before with tables measured before: the file keeps every subnet it
     // holds (a smaller --predictor-samples uses fewer), each with the latency predicted now.
-    let mut on_disk = read_measured(&samples_path)?;
+    let before = read_measured(&samples_path)?;
+    let mut on_disk = before.clone();
     for m in &mut on_disk {
         let subnet = Subnet {
             arch: space.parse(&m.key)?,
@@ -435,7 +429,7 @@ pub fn run(args: OfaArgs) -> anyhow::Result<()> {
         };
         m.predicted_latency_ms = Some(tables.predict(&subnet)?);
     }
-    if on_disk != read_measured(&samples_path)? {
+    if on_disk != before {
         write_measured(&samples_path, &on_disk)?;
     }
 

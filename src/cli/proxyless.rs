@@ -22,7 +22,9 @@ use nasrs::space::mobile::{BlockChoice, MobileSpace};
 use nasrs::train::mobile_trainer::{MobileTrainConfig, MobileTrainEpoch, train_mobile};
 use serde_json::json;
 
-use super::common::{DataArgs, DeviceArgs, clear_experiment, eval_loader, stream_seed};
+use super::common::{
+    DataArgs, DeviceArgs, clear_experiment, eval_loader, refuse_existing_run, stream_seed,
+};
 
 /// The form of the latency term.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -244,14 +246,7 @@ pub fn run(args: ProxylessArgs) -> anyhow::Result<()> {
 
     let out = OutputDir::create(&args.output)?;
     let checkpoint = Checkpoint::in_run(out.root());
-    let holds_run = checkpoint.exists() || out.path("epochs.jsonl").exists();
-    if !args.resume && !args.overwrite && holds_run {
-        anyhow::bail!(
-            "invalid setting `output`: {} holds a run: pass --resume to continue it, \
-             --overwrite to replace it, or choose another --output",
-            out.root().display()
-        );
-    }
+    refuse_existing_run(&out, &checkpoint, args.resume, args.overwrite)?;
     let threads = rayon::current_num_threads();
     let here = LatencySettings {
         device: nasrs::device::resolved_name(&args.device.device),

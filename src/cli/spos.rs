@@ -20,7 +20,8 @@ use nasrs::space::mobile::MobileSpace;
 use serde_json::json;
 
 use super::common::{
-    DataArgs, DeviceArgs, check_resumed_config, clear_experiment, data_settings, stream_seed,
+    DataArgs, DeviceArgs, check_resumed_config, clear_experiment, data_settings,
+    refuse_existing_run, stream_seed,
 };
 
 /// Options of `nas spos`.
@@ -164,14 +165,7 @@ pub fn run(args: SposArgs) -> anyhow::Result<()> {
 
     let out = OutputDir::create(&args.output)?;
     let checkpoint = Checkpoint::in_run(out.root());
-    let holds_run = checkpoint.exists() || out.path("epochs.jsonl").exists();
-    if !args.resume && !args.overwrite && holds_run {
-        anyhow::bail!(
-            "invalid setting `output`: {} holds a run: pass --resume to continue it, \
-             --overwrite to replace it, or choose another --output",
-            out.root().display()
-        );
-    }
+    refuse_existing_run(&out, &checkpoint, args.resume, args.overwrite)?;
     let described = json!({
         "command": "spos",
         "seed": args.seed,

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::common::{
     DataArgs, DeviceArgs, check_resumed_config, clear_experiment, data_settings, eval_loader,
-    stream_seed,
+    refuse_existing_run, stream_seed,
 };
 
 /// Options of `nas train`. Defaults fit a 2-core CPU; the paper's CIFAR-10 evaluation is
@@ -343,14 +343,7 @@ fn run_mobile(args: &TrainArgs, key: &str) -> anyhow::Result<()> {
     };
     let out = OutputDir::create(&args.output)?;
     let checkpoint = Checkpoint::in_run(out.root());
-    if !args.resume && !args.overwrite && (checkpoint.exists() || out.path("epochs.jsonl").exists())
-    {
-        anyhow::bail!(
-            "invalid setting `output`: {} holds a run: pass --resume to continue it, \
-             --overwrite to replace it, or choose another --output",
-            out.root().display()
-        );
-    }
+    refuse_existing_run(&out, &checkpoint, args.resume, args.overwrite)?;
     let described = json!({
         "command": "train",
         "nasrs_version": env!("CARGO_PKG_VERSION"),

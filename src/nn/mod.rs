@@ -11,6 +11,7 @@ pub mod mixed;
 pub mod mobile;
 pub mod network;
 pub mod ops;
+pub mod saved;
 pub mod search_network;
 
 pub use init::ParamInit;

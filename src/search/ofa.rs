@@ -49,6 +49,7 @@ use crate::nn::elastic::{
     smallest_arch,
 };
 use crate::nn::mobile::{BlockOp, MobileNetwork};
+use crate::nn::saved::{load_weights, read_info, save_with_info};
 use crate::search::Resumable;
 use crate::space::mobile::{BlockChoice, MobileSpace};
 use crate::train::clip::clip_global_norm;
@@ -672,12 +673,8 @@ pub fn load_specialised(
 ) -> Result<MobileNetwork> {
     crate::nn::elastic::check_arch(space, arch)?;
     let plain = device.clone().without_autodiff();
-    let network = MobileNetwork::new(space, arch, &mut ParamInit::new(0, &plain))
-        .try_load_file(path)
-        .map_err(|e| NasError::format(path, format!("cannot load the subnet: {e:?}")))?
-        .valid();
-    crate::nn::read_into_memory(&network);
-    Ok(network)
+    let shell = MobileNetwork::new(space, arch, &mut ParamInit::new(0, &plain));
+    Ok(load_weights(path, "subnet", shell)?.valid())
 }
 
 /// A copy of `network` on the plain device, in evaluation mode, whose batch-norm running
@@ -979,16 +976,7 @@ pub struct ElasticInfo {
 /// # Errors
 /// I/O errors naming the file.
 pub fn save_elastic(dir: &Path, network: &ElasticNetwork, info: &ElasticInfo) -> Result<()> {
-    let weights = dir.join("elastic.bpk");
-    // `valid()` commits the pending running-statistics update before it is recorded.
-    network
-        .valid()
-        .save_file(&weights)
-        .map_err(|e| NasError::format(&weights, format!("cannot save the network: {e:?}")))?;
-    let meta = dir.join("elastic.json");
-    let text = serde_json::to_string_pretty(info)
-        .map_err(|e| NasError::format(&meta, format!("cannot serialize: {e}")))?;
-    std::fs::write(&meta, text).map_err(|e| NasError::io(&meta, e))
+    save_with_info(dir, "elastic", "elastic network", network.valid(), info)
 }
 
 /// Loads the elastic network saved in `dir` by [`save_elastic`] onto `device`, in evaluation
@@ -999,19 +987,13 @@ pub fn save_elastic(dir: &Path, network: &ElasticNetwork, info: &ElasticInfo) ->
 /// invalid settings, or weights of another shape, each naming the file.
 pub fn load_elastic(dir: &Path, device: &Device) -> Result<(ElasticNetwork, ElasticInfo)> {
     let meta = dir.join("elastic.json");
-    let text = std::fs::read_to_string(&meta).map_err(|e| NasError::io(&meta, e))?;
-    let info: ElasticInfo = serde_json::from_str(&text)
-        .map_err(|e| NasError::format(&meta, format!("not an elastic network description: {e}")))?;
+    let info: ElasticInfo = read_info(dir, "elastic", "elastic network")?;
     info.config
         .check(&info.schedule)
         .map_err(|e| NasError::format(&meta, e.to_string()))?;
-    let weights = dir.join("elastic.bpk");
     let plain = device.clone().without_autodiff();
-    let network = ElasticNetwork::new(&info.config.space, &mut ParamInit::new(0, &plain))
-        .map_err(|e| NasError::format(&meta, e.to_string()))?
-        .try_load_file(&weights)
-        .map_err(|e| NasError::format(&weights, format!("cannot load the network: {e:?}")))?
-        .valid();
-    crate::nn::read_into_memory(&network);
+    let shell = ElasticNetwork::new(&info.config.space, &mut ParamInit::new(0, &plain))
+        .map_err(|e| NasError::format(&meta, e.to_string()))?;
+    let network = load_weights(&dir.join("elastic.bpk"), "elastic network", shell)?.valid();
     Ok((network, info))
 }

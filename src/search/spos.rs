@@ -18,6 +18,7 @@ use crate::checkpoint::ensure_same_settings;
 use crate::data::{BatchLoader, LoaderState};
 use crate::nn::ParamInit;
 use crate::nn::mobile::MobileSupernet;
+use crate::nn::saved::{load_weights, read_info, save_with_info};
 use crate::search::Resumable;
 use crate::space::mobile::{BlockChoice, MobileSpace};
 use crate::train::clip::clip_global_norm;
@@ -443,16 +444,7 @@ pub struct SupernetInfo {
 /// # Errors
 /// I/O errors naming the file.
 pub fn save_supernet(dir: &Path, model: &MobileSupernet, info: &SupernetInfo) -> Result<()> {
-    let weights = dir.join("supernet.bpk");
-    // `valid()` commits the pending running-statistics update before it is recorded.
-    model
-        .valid()
-        .save_file(&weights)
-        .map_err(|e| NasError::format(&weights, format!("cannot save the supernet: {e:?}")))?;
-    let meta = dir.join("supernet.json");
-    let text = serde_json::to_string_pretty(info)
-        .map_err(|e| NasError::format(&meta, format!("cannot serialize: {e}")))?;
-    std::fs::write(&meta, text).map_err(|e| NasError::io(&meta, e))
+    save_with_info(dir, "supernet", "supernet", model.valid(), info)
 }
 
 /// Loads the supernet saved in `dir` by [`save_supernet`] onto `device`, in evaluation mode.
@@ -461,28 +453,16 @@ pub fn save_supernet(dir: &Path, model: &MobileSupernet, info: &SupernetInfo) ->
 /// A missing or unreadable file, `supernet.json` that is not a supernet description or
 /// describes an invalid space, or weights of another shape, each naming the file.
 pub fn load_supernet(dir: &Path, device: &Device) -> Result<(MobileSupernet, SupernetInfo)> {
-    let meta = dir.join("supernet.json");
-    let text = std::fs::read_to_string(&meta).map_err(|e| NasError::io(&meta, e))?;
-    let info: SupernetInfo = serde_json::from_str(&text)
-        .map_err(|e| NasError::format(&meta, format!("not a supernet description: {e}")))?;
+    let info: SupernetInfo = read_info(dir, "supernet", "supernet")?;
     info.config
         .check()
-        .map_err(|e| NasError::format(&meta, e.to_string()))?;
-    let weights = dir.join("supernet.bpk");
-    if !weights.is_file() {
-        return Err(NasError::format(
-            &weights,
-            "missing: a trained supernet directory holds supernet.bpk beside supernet.json",
-        ));
-    }
+        .map_err(|e| NasError::format(dir.join("supernet.json"), e.to_string()))?;
     let plain = device.clone().without_autodiff();
-    let model = MobileSupernet::with_affine(
+    let shell = MobileSupernet::with_affine(
         &info.config.space,
         false,
         &mut ParamInit::new(info.config.seed, &plain),
-    )
-    .try_load_file(&weights)
-    .map_err(|e| NasError::format(&weights, format!("cannot load the supernet: {e:?}")))?;
-    crate::nn::read_into_memory(&model);
+    );
+    let model = load_weights(&dir.join("supernet.bpk"), "supernet", shell)?;
     Ok((model, info))
 }

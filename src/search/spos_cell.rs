@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::BatchLoader;
+use crate::nn::saved::{load_weights, read_info, save_with_info};
 use crate::nn::{ParamInit, SearchNetwork, SearchNetworkConfig};
 use crate::search::Resumable;
 use crate::search::spos::{PathStep, SinglePathSchedule, SposEpoch, check_sgd, train_single_path};
@@ -264,15 +265,12 @@ pub struct CellSupernetInfo {
     pub epochs: Vec<SposEpoch>,
 }
 
-/// The description file of a saved cell supernet.
-const META_FILE: &str = "cell_supernet.json";
-
-/// The weights file of a saved cell supernet.
-const WEIGHTS_FILE: &str = "cell_supernet.bpk";
+/// The name of a saved cell supernet's files (`.bpk` and `.json`), other than the
+/// inverted-residual supernet's, so that neither loader mistakes the other's files.
+const NAME: &str = "cell_supernet";
 
 /// Saves a trained cell supernet as `dir/cell_supernet.bpk` (weights, architecture weights
-/// and batch-norm statistics) with `dir/cell_supernet.json` (`info`). The names differ from
-/// those of the inverted-residual supernet, so neither loader mistakes the other's files.
+/// and batch-norm statistics) with `dir/cell_supernet.json` (`info`).
 ///
 /// # Errors
 /// I/O errors naming the file.
@@ -281,16 +279,7 @@ pub fn save_cell_supernet(
     model: &SearchNetwork,
     info: &CellSupernetInfo,
 ) -> Result<()> {
-    let weights = dir.join(WEIGHTS_FILE);
-    // The evaluation copy holds the running statistics with every pending update committed.
-    model
-        .valid()
-        .save_file(&weights)
-        .map_err(|e| NasError::format(&weights, format!("cannot save the cell supernet: {e:?}")))?;
-    let meta = dir.join(META_FILE);
-    let text = serde_json::to_string_pretty(info)
-        .map_err(|e| NasError::format(&meta, format!("cannot serialize: {e}")))?;
-    std::fs::write(&meta, text).map_err(|e| NasError::io(&meta, e))
+    save_with_info(dir, NAME, "cell supernet", model.valid(), info)
 }
 
 /// Loads the cell supernet saved in `dir` by [`save_cell_supernet`] onto `device`, in
@@ -304,31 +293,18 @@ pub fn load_cell_supernet(
     dir: &Path,
     device: &Device,
 ) -> Result<(SearchNetwork, CellSupernetInfo)> {
-    let meta = dir.join(META_FILE);
-    let text = std::fs::read_to_string(&meta).map_err(|e| NasError::io(&meta, e))?;
-    let info: CellSupernetInfo = serde_json::from_str(&text)
-        .map_err(|e| NasError::format(&meta, format!("not a cell supernet description: {e}")))?;
+    let meta = dir.join(format!("{NAME}.json"));
+    let info: CellSupernetInfo = read_info(dir, NAME, "cell supernet")?;
     info.config
         .check()
         .map_err(|e| NasError::format(&meta, e.to_string()))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    if !weights.is_file() {
-        return Err(NasError::format(
-            &weights,
-            format!(
-                "missing: a trained cell supernet directory holds {WEIGHTS_FILE} beside {META_FILE}"
-            ),
-        ));
-    }
     let plain = device.clone().without_autodiff();
-    let model = SearchNetwork::new(
+    let shell = SearchNetwork::new(
         &info.config.network,
         &mut ParamInit::new(info.config.seed, &plain),
     )
-    .map_err(|e| NasError::format(&meta, e.to_string()))?
-    .try_load_file(&weights)
-    .map_err(|e| NasError::format(&weights, format!("cannot load the cell supernet: {e:?}")))?;
-    let model = model.valid();
-    crate::nn::read_into_memory(&model);
+    .map_err(|e| NasError::format(&meta, e.to_string()))?;
+    let weights = dir.join(format!("{NAME}.bpk"));
+    let model = load_weights(&weights, "cell supernet", shell)?.valid();
     Ok((model, info))
 }
